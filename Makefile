@@ -1,0 +1,54 @@
+# acknet — two commands for a person: `make demo` and `make test`.
+# Everything a fresh Debian 12 machine needs is installed here, as root.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ACKNET := $(VENV)/bin/acknet
+DEBIAN_PACKAGES := iproute2 nftables nginx iperf3 python3-venv python3-pip procps
+SHARED ?= ../shared
+
+.PHONY: setup system-packages venv demo test lint unit integration e2e bench clean
+
+setup: system-packages venv
+
+# Installs only what is missing, so a second run costs nothing.
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(ACKNET) validate -f examples/shop
+	$(ACKNET) plan -f examples/shop
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test: setup lint
+	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q tests
+
+bench: setup
+	$(PY) bench/plan_scale.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
