@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -23,10 +23,12 @@ app = typer.Typer(
     add_completion=False,
 )
 
-Files = Annotated[list[str], typer.Option("-f", "--filename", help="A YAML file, a folder of them, or - for stdin.")]
+Files = Annotated[
+    list[str], typer.Option("-f", "--filename", help="A YAML file, a folder of them, or - for stdin.")
+]
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
@@ -52,13 +54,16 @@ def validate(files: Files) -> None:
     counts = {
         "clusters": len(resources.clusters),
         "objects": sum(
-            len(t) for objs in resources.kube.values()
+            len(t)
+            for objs in resources.kube.values()
             for t in (objs.pods, objs.deployments, objs.services, objs.network_policies, objs.ingresses)
         ),
     }
     note = " (default cloud around Kubernetes objects)" if resources.default_cloud else ""
-    out.print(f"valid: {counts['clusters']} cluster(s), {counts['objects']} workload and network objects{note}",
-              highlight=False)
+    out.print(
+        f"valid: {counts['clusters']} cluster(s), {counts['objects']} workload and network objects{note}",
+        highlight=False,
+    )
 
 
 @app.command()

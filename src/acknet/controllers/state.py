@@ -93,6 +93,8 @@ class PlannedPod:
     reason: str | None = None  # why it is Pending, as kubectl describe would say (IPResInsufficient, ...)
     commands: tuple[tuple[str, ...], ...] = ()  # per container: command + args, empty when built-in
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # hostNetwork: the pod shares its node's namespace and address (ip = the node's primary IP, no ENI).
+    host_network: bool = False
 
     @property
     def key(self) -> str:
@@ -182,3 +184,5 @@ class Plan:
     routes: tuple[RouteEntry, ...]
     # cluster name -> address of kube-dns (.10 of its service CIDR)
     cluster_dns: Mapping[str, IPv4Address] = field(default_factory=dict)
+    # LoadBalancer name -> VIP of every intranet CLB from the files, taken from its VSwitch (given or allocated)
+    slb_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
@@ -65,7 +65,7 @@ class Resource(BaseModel):
     def origin(self) -> Origin | None:
         return self._origin
 
-    def with_origin(self, origin: Origin | None) -> Resource:
+    def with_origin(self, origin: Origin | None) -> Self:
         self._origin = origin
         return self
 

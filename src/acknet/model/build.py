@@ -30,11 +30,10 @@ def _with_lines(diagnostics: list[Diagnostic], sources: Sequence[Source]) -> lis
     texts = {s.name: s.text for s in sources}
     out = []
     for d in diagnostics:
+        line = None
         if d.line is None and d.origin is not None and d.field and d.origin.file in texts:
             line = field_line(texts[d.origin.file], d.origin.document, _path(d.field))
-            if line is not None:
-                d = dataclasses.replace(d, line=line)
-        out.append(d)
+        out.append(dataclasses.replace(d, line=line) if line is not None else d)
     return out
 
 

@@ -148,6 +148,13 @@ class MasterSlaveServerGroup(CloudSchema):
     servers: list[MasterSlaveServer]
 
 
+HttpCode = Literal["http_2xx", "http_3xx", "http_4xx", "http_5xx"]
+
+
+def _default_http_codes() -> list[HttpCode]:
+    return ["http_2xx"]  # HealthCheckHttpCode's API default
+
+
 class HealthCheck(CloudSchema):
     type: Literal["tcp", "http", "udp"] = "tcp"
     interval: int = 2
@@ -157,9 +164,7 @@ class HealthCheck(CloudSchema):
     connect_port: int | None = None
     uri: str | None = None
     domain: str | None = None
-    http_code: list[Literal["http_2xx", "http_3xx", "http_4xx", "http_5xx"]] = Field(
-        default_factory=lambda: ["http_2xx"]
-    )
+    http_code: list[HttpCode] = Field(default_factory=_default_http_codes)
 
 
 class Acl(CloudSchema):
@@ -200,4 +205,11 @@ class LoadBalancer(CloudResource):
     spec: LoadBalancerSpec
 
 
-CLOUD_KINDS: tuple[type[CloudResource], ...] = (VPC, VSwitch, SecurityGroup, ECSInstance, Cluster, LoadBalancer)
+CLOUD_KINDS: tuple[type[CloudResource], ...] = (
+    VPC,
+    VSwitch,
+    SecurityGroup,
+    ECSInstance,
+    Cluster,
+    LoadBalancer,
+)

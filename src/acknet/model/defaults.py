@@ -47,7 +47,9 @@ DEFAULT_INSTANCE_TYPE = INSTANCE_TYPES["ecs.g7.xlarge"]
 
 
 def instance_type(name: str) -> InstanceType:
-    return INSTANCE_TYPES.get(name, InstanceType(name, DEFAULT_INSTANCE_TYPE.enis, DEFAULT_INSTANCE_TYPE.ips_per_eni))
+    return INSTANCE_TYPES.get(
+        name, InstanceType(name, DEFAULT_INSTANCE_TYPE.enis, DEFAULT_INSTANCE_TYPE.ips_per_eni)
+    )
 
 
 # The address ranges a VPC may use (ACK 网络规划: 10/8, 172.16/12, 192.168/16).

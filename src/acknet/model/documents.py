@@ -16,7 +16,7 @@ import yaml
 from acknet.model.diagnostics import Diagnostic, Origin, error
 
 try:  # libyaml is the difference between seconds and minutes on large inputs
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,misc]
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _Loader = yaml.SafeLoader
 
@@ -91,14 +91,13 @@ def field_line(text: str, document: int, path: tuple[str | int, ...]) -> int | N
                 continue
             if node is None:
                 return None
-            line: int = node.start_mark.line + 1
+            current: yaml.Node = node
             for part in path:
-                child = _child(node, part)
+                child = _child(current, part)
                 if child is None:
                     break
-                node = child
-                line = node.start_mark.line + 1
-            return line
+                current = child
+            return int(current.start_mark.line) + 1
     except yaml.YAMLError:
         return None
     return None

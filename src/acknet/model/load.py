@@ -8,27 +8,21 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from acknet.model import defaults
-from acknet.model.base import CloudResource, KubeResource, ObjectMeta, Resource
+from acknet.model.base import CloudResource, KubeResource, Resource
 from acknet.model.calico import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet
 from acknet.model.cloud import (
     VPC,
     Cluster,
-    ClusterSpec,
     ECSInstance,
     LoadBalancer,
-    NodePool,
     SecurityGroup,
-    SecurityGroupRule,
-    SecurityGroupSpec,
-    VPCSpec,
     VSwitch,
-    VSwitchSpec,
 )
 from acknet.model.diagnostics import Diagnostic, Origin, error, format_path, warning
 from acknet.model.documents import Document, Source, parse_documents
@@ -44,6 +38,8 @@ from acknet.model.k8s import (
     Service,
 )
 from acknet.model.resources import KubeObjects, Resources
+
+C = TypeVar("C", bound=CloudResource)
 
 # (apiVersion, kind) -> class. Kubernetes kinds are matched on the group so v1beta1 manifests get a clear error.
 KINDS: dict[tuple[str, str], type[Resource]] = {
@@ -162,7 +158,9 @@ _TYPE_TOKENS = frozenset({"int", "str", "bool", "float", "none", "IPv4Address", 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """Drops the union member names pydantic puts in locations (``port.int``, ``port.str``)."""
     return tuple(
-        p for p in loc if isinstance(p, int) or not (p in _TYPE_TOKENS or "[" in p or p.startswith("function"))
+        p
+        for p in loc
+        if isinstance(p, int) or not (p in _TYPE_TOKENS or "[" in p or p.startswith("function"))
     )
 
 
@@ -195,11 +193,19 @@ def _ref_of(body: dict[str, Any], cls: type[Resource] | None) -> str:
 def _parse_resource(doc: Document) -> tuple[Resource | None, list[Diagnostic]]:
     body = doc.body
     if not isinstance(body, dict):
-        return None, [error("a document must be a mapping with apiVersion, kind, metadata and spec", doc.origin)]
+        return None, [
+            error("a document must be a mapping with apiVersion, kind, metadata and spec", doc.origin)
+        ]
     missing = [k for k in ("apiVersion", "kind") if not body.get(k)]
     if missing:
-        return None, [error(f"required field is missing; every document needs {', '.join(missing)}",
-                            doc.origin, _ref_of(body, None), missing[0])]
+        return None, [
+            error(
+                f"required field is missing; every document needs {', '.join(missing)}",
+                doc.origin,
+                _ref_of(body, None),
+                missing[0],
+            )
+        ]
     api, kind = str(body["apiVersion"]), str(body["kind"])
     cls = KINDS.get((api, kind))
     if cls is None:
@@ -208,9 +214,17 @@ def _parse_resource(doc: Document) -> tuple[Resource | None, list[Diagnostic]]:
             return None, [warning(f"{kind} has no effect on the network; skipped", doc.origin, ref)]
         versions = sorted(a for a, k in KINDS if k == kind)
         if versions:
-            return None, [error(f"apiVersion {api!r} is not supported for {kind}; use {' or '.join(versions)}",
-                                doc.origin, ref, "apiVersion")]
-        return None, [error(f"unknown kind {kind!r}; acknet knows {_describe_kinds()}", doc.origin, ref, "kind")]
+            return None, [
+                error(
+                    f"apiVersion {api!r} is not supported for {kind}; use {' or '.join(versions)}",
+                    doc.origin,
+                    ref,
+                    "apiVersion",
+                )
+            ]
+        return None, [
+            error(f"unknown kind {kind!r}; acknet knows {_describe_kinds()}", doc.origin, ref, "kind")
+        ]
     ref = _ref_of(body, cls)
     try:
         resource = cls.model_validate(body)
@@ -230,44 +244,65 @@ class _Builder:
         first = table.get(key)
         if first is not None:
             where = f" (first at {first.origin})" if first.origin else ""
-            self.diags.append(error(f"duplicate name: {obj.ref} is defined twice{where}",
-                                    obj.origin, obj.ref, "metadata.name"))
+            self.diags.append(
+                error(
+                    f"duplicate name: {obj.ref} is defined twice{where}", obj.origin, obj.ref, "metadata.name"
+                )
+            )
             return
         table[key] = obj
 
     def add_cloud(self, obj: CloudResource) -> None:
         r = self.res
-        table: dict[str, Any] = {
-            VPC: r.vpcs, VSwitch: r.vswitches, SecurityGroup: r.security_groups,
-            ECSInstance: r.ecs_instances, Cluster: r.clusters, LoadBalancer: r.load_balancers,
-        }[type(obj)]
-        self._add(table, obj.name, obj)
+        tables: dict[type[Resource], dict[Any, Any]] = {
+            VPC: r.vpcs,
+            VSwitch: r.vswitches,
+            SecurityGroup: r.security_groups,
+            ECSInstance: r.ecs_instances,
+            Cluster: r.clusters,
+            LoadBalancer: r.load_balancers,
+        }
+        self._add(tables[type(obj)], obj.name, obj)
 
     def place_kube(self) -> None:
         """Gives every Kubernetes/Calico object to its cluster: the annotation, else the only one."""
         if self.kube_docs and not self.res.clusters:
             if any(True for _ in self._cloud_objects()):
                 first = self.kube_docs[0]
-                self.diags.append(error(
-                    f"{len(self.kube_docs)} Kubernetes object(s) but no Cluster to run them; add a Cluster "
-                    "(acknet.io/v1), or leave out every cloud object to get the default cloud",
-                    first.origin, first.ref))
+                self.diags.append(
+                    error(
+                        f"{len(self.kube_docs)} Kubernetes object(s) but no Cluster to run them; add a Cluster "
+                        "(acknet.io/v1), or leave out every cloud object to get the default cloud",
+                        first.origin,
+                        first.ref,
+                    )
+                )
                 return
             self.res.default_cloud = True
             self._make_default_cloud()
         for obj in self.kube_docs:
             wanted = obj.metadata.annotations.get(defaults.CLUSTER_ANNOTATION)
             if wanted is None and len(self.res.clusters) > 1:
-                self.diags.append(error(
-                    f"the files define {len(self.res.clusters)} clusters ({', '.join(sorted(self.res.clusters))}); "
-                    f"say which one with the annotation {defaults.CLUSTER_ANNOTATION}",
-                    obj.origin, obj.ref, f"metadata.annotations[{defaults.CLUSTER_ANNOTATION}]"))
+                self.diags.append(
+                    error(
+                        f"the files define {len(self.res.clusters)} clusters ({', '.join(sorted(self.res.clusters))}); "
+                        f"say which one with the annotation {defaults.CLUSTER_ANNOTATION}",
+                        obj.origin,
+                        obj.ref,
+                        f"metadata.annotations[{defaults.CLUSTER_ANNOTATION}]",
+                    )
+                )
                 continue
             name = wanted if wanted is not None else next(iter(self.res.clusters))
             if name not in self.res.clusters:
-                self.diags.append(error(
-                    f"cluster {name!r} does not exist; clusters: {', '.join(sorted(self.res.clusters)) or 'none'}",
-                    obj.origin, obj.ref, f"metadata.annotations[{defaults.CLUSTER_ANNOTATION}]"))
+                self.diags.append(
+                    error(
+                        f"cluster {name!r} does not exist; clusters: {', '.join(sorted(self.res.clusters)) or 'none'}",
+                        obj.origin,
+                        obj.ref,
+                        f"metadata.annotations[{defaults.CLUSTER_ANNOTATION}]",
+                    )
+                )
                 continue
             self._add_kube(self.res.kube.setdefault(name, KubeObjects()), obj)
         for cluster_name in self.res.clusters:
@@ -280,53 +315,80 @@ class _Builder:
 
     def _add_kube(self, objs: KubeObjects, obj: KubeResource) -> None:
         key: Any = (obj.namespace, obj.name) if obj.namespaced else obj.name
-        table: dict[Any, Any] = {
-            Namespace: objs.namespaces, Pod: objs.pods, Deployment: objs.deployments,
-            Service: objs.services, EndpointSlice: objs.endpoint_slices, Secret: objs.secrets,
-            Ingress: objs.ingresses, IngressClass: objs.ingress_classes,
-            NetworkPolicy: objs.network_policies, CalicoNetworkPolicy: objs.calico_policies,
-            GlobalNetworkPolicy: objs.global_policies, NetworkSet: objs.network_sets,
+        tables: dict[type[Resource], dict[Any, Any]] = {
+            Namespace: objs.namespaces,
+            Pod: objs.pods,
+            Deployment: objs.deployments,
+            Service: objs.services,
+            EndpointSlice: objs.endpoint_slices,
+            Secret: objs.secrets,
+            Ingress: objs.ingresses,
+            IngressClass: objs.ingress_classes,
+            NetworkPolicy: objs.network_policies,
+            CalicoNetworkPolicy: objs.calico_policies,
+            GlobalNetworkPolicy: objs.global_policies,
+            NetworkSet: objs.network_sets,
             GlobalNetworkSet: objs.global_network_sets,
-        }[type(obj)]
-        self._add(table, key, obj)
+        }
+        self._add(tables[type(obj)], key, obj)
 
     def _implicit_namespaces(self, objs: KubeObjects) -> None:
         """Namespaces used but not declared exist (as default and kube-system do on every cluster), and every
         namespace carries kubernetes.io/metadata.name, as the API server sets it since 1.22."""
         used = set(defaults.SYSTEM_NAMESPACES)
-        for table in (objs.pods, objs.deployments, objs.services, objs.endpoint_slices, objs.secrets,
-                      objs.ingresses, objs.network_policies, objs.calico_policies, objs.network_sets):
+        for table in (
+            objs.pods,
+            objs.deployments,
+            objs.services,
+            objs.endpoint_slices,
+            objs.secrets,
+            objs.ingresses,
+            objs.network_policies,
+            objs.calico_policies,
+            objs.network_sets,
+        ):
             used.update(ns for ns, _ in table)
         for ns in sorted(used - objs.namespaces.keys()):
-            objs.namespaces[ns] = Namespace(apiVersion="v1", kind="Namespace", metadata=ObjectMeta(name=ns))
+            objs.namespaces[ns] = Namespace.model_validate(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            )
         for name, ns_obj in list(objs.namespaces.items()):
             if ns_obj.labels.get(defaults.NAMESPACE_NAME_LABEL) != name:
                 meta = ns_obj.metadata.model_copy(
-                    update={"labels": {**ns_obj.labels, defaults.NAMESPACE_NAME_LABEL: name}})
-                objs.namespaces[name] = ns_obj.model_copy(update={"metadata": meta}).with_origin(ns_obj.origin)  # type: ignore[assignment]
+                    update={"labels": {**ns_obj.labels, defaults.NAMESPACE_NAME_LABEL: name}}
+                )
+                objs.namespaces[name] = ns_obj.model_copy(update={"metadata": meta}).with_origin(
+                    ns_obj.origin
+                )
 
     def _make_default_cloud(self) -> None:
         """One VPC, node and pod VSwitches, and a Terway cluster with policy on and nodes enough for the pods."""
-        demand = 0
-        for obj in self.kube_docs:
-            if isinstance(obj, Pod):
-                demand += 1
-            elif isinstance(obj, Deployment):
-                demand += obj.spec.replicas
+        demand = sum(
+            1 if isinstance(o, Pod) else o.spec.replicas if isinstance(o, Deployment) else 0
+            for o in self.kube_docs
+        )
         per_node = defaults.instance_type(defaults.DEFAULT_NODE_INSTANCE_TYPE).shared_eni_pods
         count = max(defaults.DEFAULT_MIN_NODES, math.ceil(demand / per_node))
         r = self.res
-        api = "acknet.io/v1"
-        r.vpcs["vpc"] = VPC(apiVersion=api, kind="VPC", metadata={"name": "vpc"},  # type: ignore[arg-type]
-                            spec=VPCSpec(cidr_block=defaults.DEFAULT_VPC_CIDR))
-        for name, cidr in (("node", defaults.DEFAULT_NODE_VSWITCH_CIDR), ("pod", defaults.DEFAULT_POD_VSWITCH_CIDR)):
-            r.vswitches[name] = VSwitch(apiVersion=api, kind="VSwitch", metadata={"name": name},  # type: ignore[arg-type]
-                                        spec=VSwitchSpec(vpc="vpc", cidr_block=cidr, zone_id=defaults.DEFAULT_ZONE))
-        r.clusters["ack"] = Cluster(apiVersion=api, kind="Cluster", metadata={"name": "ack"},  # type: ignore[arg-type]
-                                    spec=ClusterSpec(vpc="vpc", pod_vswitches=["pod"], network_policy=True,
-                                                     node_pools=[NodePool(name="default", vswitches=["node"],
-                                                                          instance_type=defaults.DEFAULT_NODE_INSTANCE_TYPE,
-                                                                          count=count)]))
+        r.vpcs["vpc"] = _cloud(VPC, "vpc", {"cidrBlock": str(defaults.DEFAULT_VPC_CIDR)})
+        for name, cidr in (
+            ("node", defaults.DEFAULT_NODE_VSWITCH_CIDR),
+            ("pod", defaults.DEFAULT_POD_VSWITCH_CIDR),
+        ):
+            r.vswitches[name] = _cloud(
+                VSwitch, name, {"vpc": "vpc", "cidrBlock": str(cidr), "zoneId": defaults.DEFAULT_ZONE}
+            )
+        pool = {
+            "name": "default",
+            "vswitches": ["node"],
+            "instanceType": defaults.DEFAULT_NODE_INSTANCE_TYPE,
+            "count": count,
+        }
+        r.clusters["ack"] = _cloud(
+            Cluster,
+            "ack",
+            {"vpc": "vpc", "podVSwitches": ["pod"], "networkPolicy": True, "nodePools": [pool]},
+        )
 
     def cluster_security_groups(self) -> None:
         """A cluster without security groups gets the basic group ACK creates with it (help page
@@ -336,13 +398,30 @@ class _Builder:
                 continue
             sg_name = f"{name}-sg"
             if sg_name not in self.res.security_groups:
-                rules = [SecurityGroupRule(direction="ingress", policy="accept", priority=100, ip_protocol="icmp",
-                                           port_range="-1/-1", source_cidr_ip="0.0.0.0/0")]
-                self.res.security_groups[sg_name] = SecurityGroup(
-                    apiVersion="acknet.io/v1", kind="SecurityGroup", metadata={"name": sg_name},  # type: ignore[arg-type]
-                    spec=SecurityGroupSpec(vpc=cluster.spec.vpc, inner_access_policy="Accept", rules=rules))
+                icmp = {
+                    "direction": "ingress",
+                    "policy": "accept",
+                    "priority": 100,
+                    "ipProtocol": "icmp",
+                    "portRange": "-1/-1",
+                    "sourceCidrIp": "0.0.0.0/0",
+                }
+                self.res.security_groups[sg_name] = _cloud(
+                    SecurityGroup,
+                    sg_name,
+                    {"vpc": cluster.spec.vpc, "innerAccessPolicy": "Accept", "rules": [icmp]},
+                )
             spec = cluster.spec.model_copy(update={"security_groups": [sg_name]})
-            self.res.clusters[name] = cluster.model_copy(update={"spec": spec}).with_origin(cluster.origin)  # type: ignore[assignment]
+            updated = cluster.model_copy(update={"spec": spec})
+            updated.with_origin(cluster.origin)
+            self.res.clusters[name] = updated
+
+
+def _cloud(cls: type[C], name: str, spec: dict[str, Any]) -> C:
+    """A cloud object acknet makes itself (no origin: it is in no file)."""
+    return cls.model_validate(
+        {"apiVersion": "acknet.io/v1", "kind": cls.kind_name, "metadata": {"name": name}, "spec": spec}
+    )
 
 
 def load_resources(sources: Sequence[Source]) -> LoadResult:

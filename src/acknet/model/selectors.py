@@ -6,8 +6,8 @@ tree of ``SelectorNode``s whose ``matches(labels)`` is what analysis calls milli
 - Calico selectors (``projectcalico.org/v3`` policies): ``parse_calico_selector`` follows
   projectcalico/calico ``libcalico-go/lib/selector`` (tokenizer/tokenizer.go, parser/parser.go,
   parser/ast.go) token for token, including its canonical ``String()`` form and ``UniqueID()``.
-- Kubernetes ``metav1.LabelSelector`` (NetworkPolicy pod and namespace selectors, Service-less
-  workload selectors): ``K8sSelector.from_dict`` validates and compiles; ``None`` selects nothing,
+- Kubernetes ``metav1.LabelSelector`` (NetworkPolicy pod and namespace selectors, Deployment
+  selectors): ``K8sSelector.from_dict`` validates and compiles; ``None`` selects nothing,
   ``{}`` selects everything, as ``metav1.LabelSelectorAsSelector`` does.
 - kubectl's selector strings (``app=web,tier!=db``) for the command line:
   ``parse_label_selector_string``, after k8s.io/apimachinery ``pkg/labels/selector.go``.
@@ -521,7 +521,8 @@ def _lex_calico(text: str) -> list[_Tok]:
             toks.append(_Tok(_ALL if word == "all" else _GLOBAL, "", start))
             i += 1
         elif match := _LABEL_RE.match(text, i):
-            # Calico's regexp caps a label at 512 characters; longer keys are invalid anyway.
+            # The vectors' tokenizer (a regexp) also reads a label that runs to the end of the input,
+            # which newer Calico's findIdentifier refuses; either way such a selector cannot parse.
             toks.append(_Tok(_LABEL, match.group(), start))
             i = match.end()
         else:
@@ -550,7 +551,7 @@ _START_OF_OPERATION: Final = "expected a label, '!', 'has(', 'all()', 'global()'
 
 class _CalicoParser:
     """Recursive descent over the token list: or := and ('||' and)*; and := op ('&&' op)*;
-    op := '!'* (has | all | global | label-comparison | '(' or ')')."""
+    op := '!'* (has | all | global | label comparison | '(' or-expression ')')."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -992,11 +993,9 @@ def _validate_requirement(expr: object, path: str) -> list[tuple[str, str]]:
         problems.append((f"{path}.operator", f"required; one of {allowed}"))
     elif operator not in _K8S_OPERATORS:
         problems.append((f"{path}.operator", f"unsupported operator {operator!r}; must be one of {allowed}"))
-    elif not values_ok:
-        pass  # already reported: values is not a list
-    elif operator in ("In", "NotIn") and not value_list:
+    elif values_ok and operator in ("In", "NotIn") and not value_list:
         problems.append((f"{path}.values", f"must be non-empty when operator is {operator}"))
-    elif operator in ("Exists", "DoesNotExist") and value_list:
+    elif values_ok and operator in ("Exists", "DoesNotExist") and value_list:
         problems.append((f"{path}.values", f"must be empty when operator is {operator}"))
     return problems
 

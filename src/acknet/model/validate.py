@@ -15,8 +15,23 @@ from typing import Any
 
 from acknet.model import defaults
 from acknet.model.base import Resource
-from acknet.model.calico import CalicoNetworkPolicy, EntityRule, GlobalNetworkPolicy, Rule
-from acknet.model.cloud import ECSInstance, Listener, LoadBalancer, SecurityGroup
+from acknet.model.calico import (
+    CalicoNetworkPolicy,
+    EntityRule,
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    NetworkSet,
+    Rule,
+)
+from acknet.model.cloud import (
+    ECSInstance,
+    GroupServer,
+    Listener,
+    LoadBalancer,
+    MasterSlaveServerGroup,
+    SecurityGroup,
+    VServerGroup,
+)
 from acknet.model.diagnostics import Diagnostic, error, warning
 from acknet.model.k8s import Deployment, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PodSpec, Service
 from acknet.model.resources import KubeObjects, Resources
@@ -70,7 +85,9 @@ class _Checker:
     def warn(self, obj: Resource, field: str, message: str) -> None:
         self.out.append(warning(message, obj.origin, obj.ref, field))
 
-    def ref_exists(self, obj: Resource, field: str, kind: str, name: str | None, table: Mapping[str, Any]) -> bool:
+    def ref_exists(
+        self, obj: Resource, field: str, kind: str, name: str | None, table: Mapping[str, Any]
+    ) -> bool:
         if name is None or name in table:
             return True
         if name in self.res.unloaded:  # its own schema error was reported already
@@ -84,8 +101,12 @@ class _Checker:
         for vpc in self.res.vpcs.values():
             cidr = vpc.spec.cidr_block
             if not any(cidr.subnet_of(r) for r in defaults.PRIVATE_RANGES):
-                self.err(vpc, "spec.cidrBlock", f"{cidr} is outside the ranges a VPC may use: "
-                         "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (or a subnet of one)")
+                self.err(
+                    vpc,
+                    "spec.cidrBlock",
+                    f"{cidr} is outside the ranges a VPC may use: "
+                    "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (or a subnet of one)",
+                )
             elif not 8 <= cidr.prefixlen <= 28:
                 self.err(vpc, "spec.cidrBlock", f"a VPC mask must be /8 to /28, got /{cidr.prefixlen}")
 
@@ -98,18 +119,28 @@ class _Checker:
             if not 16 <= cidr.prefixlen <= 29:
                 self.err(vsw, "spec.cidrBlock", f"a VSwitch mask must be /16 to /29, got /{cidr.prefixlen}")
             if not cidr.subnet_of(vpc.spec.cidr_block):
-                self.err(vsw, "spec.cidrBlock", f"{cidr} is outside its VPC {vpc.name} ({vpc.spec.cidr_block})")
+                self.err(
+                    vsw, "spec.cidrBlock", f"{cidr} is outside its VPC {vpc.name} ({vpc.spec.cidr_block})"
+                )
             for other_cidr, other in seen.get(vsw.spec.vpc, []):
                 if cidr.overlaps(other_cidr):
-                    self.err(vsw, "spec.cidrBlock", f"{cidr} overlaps VSwitch {other} ({other_cidr}) in VPC {vpc.name}")
+                    self.err(
+                        vsw,
+                        "spec.cidrBlock",
+                        f"{cidr} overlaps VSwitch {other} ({other_cidr}) in VPC {vpc.name}",
+                    )
             seen.setdefault(vsw.spec.vpc, []).append((cidr, vsw.name))
 
     def security_groups(self) -> None:
         for sg in self.res.security_groups.values():
             self.ref_exists(sg, "spec.vpc", "VPC", sg.spec.vpc, self.res.vpcs)
             if sg.is_enterprise and sg.spec.inner_access_policy is not None:
-                self.err(sg, "spec.innerAccessPolicy", "enterprise security groups have no intra-group access and "
-                         "the policy cannot be set; remove the field or use securityGroupType: normal")
+                self.err(
+                    sg,
+                    "spec.innerAccessPolicy",
+                    "enterprise security groups have no intra-group access and "
+                    "the policy cannot be set; remove the field or use securityGroupType: normal",
+                )
             for i, rule in enumerate(sg.spec.rules):
                 self.sg_rule(sg, f"spec.rules[{i}]", rule)
 
@@ -119,36 +150,63 @@ class _Checker:
         ports = parse_port_range(rule.port_range)
         if rule.ip_protocol in ("tcp", "udp"):
             if ports is None or not 1 <= ports[0] <= ports[1] <= 65535:
-                self.err(sg, f"{at}.portRange", f"{rule.port_range!r} is not a {rule.ip_protocol} port range; "
-                         "use start/end with 1 <= start <= end <= 65535, e.g. 80/80 or 1/65535")
+                self.err(
+                    sg,
+                    f"{at}.portRange",
+                    f"{rule.port_range!r} is not a {rule.ip_protocol} port range; "
+                    "use start/end with 1 <= start <= end <= 65535, e.g. 80/80 or 1/65535",
+                )
         elif ports != (-1, -1):
-            self.err(sg, f"{at}.portRange", f"{rule.port_range!r} is not allowed for ipProtocol "
-                     f"{rule.ip_protocol}; it must be -1/-1")
+            self.err(
+                sg,
+                f"{at}.portRange",
+                f"{rule.port_range!r} is not allowed for ipProtocol {rule.ip_protocol}; it must be -1/-1",
+            )
         inbound = rule.direction == "ingress"
-        cidr_field, group_field = ("sourceCidrIp", "sourceGroupId") if inbound else ("destCidrIp", "destGroupId")
+        cidr_field, group_field = (
+            ("sourceCidrIp", "sourceGroupId") if inbound else ("destCidrIp", "destGroupId")
+        )
         cidr = rule.source_cidr_ip if inbound else rule.dest_cidr_ip
         group = rule.source_group_id if inbound else rule.dest_group_id
-        wrong = (rule.dest_cidr_ip, rule.dest_group_id) if inbound else (rule.source_cidr_ip, rule.source_group_id)
+        wrong = (
+            (rule.dest_cidr_ip, rule.dest_group_id)
+            if inbound
+            else (rule.source_cidr_ip, rule.source_group_id)
+        )
         if any(w is not None for w in wrong):
             wrong_fields = "destCidrIp/destGroupId" if inbound else "sourceCidrIp/sourceGroupId"
-            self.err(sg, at, f"an {rule.direction} rule matches its peer with {cidr_field} or {group_field}; "
-                     f"{wrong_fields} belong to {'egress' if inbound else 'ingress'} rules")
+            self.err(
+                sg,
+                at,
+                f"an {rule.direction} rule matches its peer with {cidr_field} or {group_field}; "
+                f"{wrong_fields} belong to {'egress' if inbound else 'ingress'} rules",
+            )
         if cidr is None and group is None:
             self.err(sg, at, f"an {rule.direction} rule needs {cidr_field} or {group_field}")
         if cidr is not None and parse_cidr(cidr) is None:
             self.err(sg, f"{at}.{cidr_field}", f"{cidr!r} is not an IPv4 address or CIDR block")
         if group is not None:
             if sg.is_enterprise:
-                self.err(sg, f"{at}.{group_field}", "enterprise security groups cannot reference security groups; "
-                         f"use {cidr_field}")
+                self.err(
+                    sg,
+                    f"{at}.{group_field}",
+                    f"enterprise security groups cannot reference security groups; use {cidr_field}",
+                )
             elif self.ref_exists(sg, f"{at}.{group_field}", "SecurityGroup", group, self.res.security_groups):
                 peer = self.res.security_groups[group]
                 if peer.is_enterprise:
-                    self.err(sg, f"{at}.{group_field}", f"{group} is an enterprise group; only basic groups can be "
-                             "referenced as peers")
+                    self.err(
+                        sg,
+                        f"{at}.{group_field}",
+                        f"{group} is an enterprise group; only basic groups can be referenced as peers",
+                    )
                 if peer.spec.vpc != sg.spec.vpc:
-                    self.err(sg, f"{at}.{group_field}", f"{group} is in VPC {peer.spec.vpc}, not {sg.spec.vpc}; "
-                             "group references work within one VPC")
+                    self.err(
+                        sg,
+                        f"{at}.{group_field}",
+                        f"{group} is in VPC {peer.spec.vpc}, not {sg.spec.vpc}; "
+                        "group references work within one VPC",
+                    )
             if cidr is not None:
                 self.warn(sg, at, f"both {cidr_field} and {group_field} are set; Alibaba Cloud uses the CIDR")
 
@@ -169,8 +227,14 @@ class _Checker:
         if len(set(names)) != len(names):
             self.err(obj, field, "a security group is listed twice")
 
-    def address_in_vswitch(self, obj: Resource, field: str, addr: IPv4Address, vswitch: str,
-                           taken: dict[tuple[str, IPv4Address], str]) -> None:
+    def address_in_vswitch(
+        self,
+        obj: Resource,
+        field: str,
+        addr: IPv4Address,
+        vswitch: str,
+        taken: dict[tuple[str, IPv4Address], str],
+    ) -> None:
         vsw = self.res.vswitches[vswitch]
         first, last, gateway = usable_range(vsw.spec.cidr_block)
         if addr not in vsw.spec.cidr_block:
@@ -178,8 +242,12 @@ class _Checker:
         elif addr == gateway:
             self.err(obj, field, f"{addr} is the gateway of VSwitch {vswitch}; usable: {first}-{last}")
         elif not first <= addr <= last:
-            self.err(obj, field, f"{addr} is reserved (the first and last three addresses of {vsw.spec.cidr_block}); "
-                     f"usable: {first}-{last}")
+            self.err(
+                obj,
+                field,
+                f"{addr} is reserved (the first and last three addresses of {vsw.spec.cidr_block}); "
+                f"usable: {first}-{last}",
+            )
         key = (vsw.spec.vpc, addr)
         if key in taken:
             self.err(obj, field, f"{addr} is already used by {taken[key]}")
@@ -198,7 +266,9 @@ class _Checker:
         if self.ref_exists(ecs, "spec.vswitch", "VSwitch", spec.vswitch, self.res.vswitches):
             vpc = self.res.vswitches[spec.vswitch].spec.vpc
             if spec.private_ip_address is not None:
-                self.address_in_vswitch(ecs, "spec.privateIpAddress", spec.private_ip_address, spec.vswitch, taken)
+                self.address_in_vswitch(
+                    ecs, "spec.privateIpAddress", spec.private_ip_address, spec.vswitch, taken
+                )
         self.group_set(ecs, "spec.securityGroups", spec.security_groups, vpc)
         self.instance_type(ecs, "spec.instanceType", spec.instance_type)
         seen: set[tuple[int, str]] = set()
@@ -215,8 +285,12 @@ class _Checker:
         if name not in defaults.INSTANCE_TYPES:
             known = ", ".join(sorted(defaults.INSTANCE_TYPES))
             t = defaults.DEFAULT_INSTANCE_TYPE
-            self.warn(obj, field, f"unknown instance type {name!r}; using the ENI quota of {t.name} "
-                      f"({t.enis} ENIs x {t.ips_per_eni} IPs); known: {known}")
+            self.warn(
+                obj,
+                field,
+                f"unknown instance type {name!r}; using the ENI quota of {t.name} "
+                f"({t.enis} ENIs x {t.ips_per_eni} IPs); known: {known}",
+            )
 
     def clusters(self) -> None:
         pod_cidrs: list[tuple[IPv4Network, str]] = []
@@ -227,46 +301,76 @@ class _Checker:
             vpc = self.res.vpcs[spec.vpc]
             vpc_cidr = vpc.spec.cidr_block
             if spec.service_cidr.overlaps(vpc_cidr):
-                self.err(cluster, "spec.serviceCidr", f"{spec.service_cidr} overlaps VPC {vpc.name} ({vpc_cidr}); "
-                         "ACK requires service, pod and VPC ranges to be disjoint")
+                self.err(
+                    cluster,
+                    "spec.serviceCidr",
+                    f"{spec.service_cidr} overlaps VPC {vpc.name} ({vpc_cidr}); "
+                    "ACK requires service, pod and VPC ranges to be disjoint",
+                )
             self.group_set(cluster, "spec.securityGroups", spec.security_groups, spec.vpc)
             zones_with_pod_vsw: set[str] = set()
             for i, name in enumerate(spec.pod_vswitches):
                 if self.ref_exists(cluster, f"spec.podVSwitches[{i}]", "VSwitch", name, self.res.vswitches):
                     vsw = self.res.vswitches[name]
                     if vsw.spec.vpc != spec.vpc:
-                        self.err(cluster, f"spec.podVSwitches[{i}]", f"VSwitch {name} is in VPC {vsw.spec.vpc}, "
-                                 f"not {spec.vpc}")
+                        self.err(
+                            cluster,
+                            f"spec.podVSwitches[{i}]",
+                            f"VSwitch {name} is in VPC {vsw.spec.vpc}, not {spec.vpc}",
+                        )
                     zones_with_pod_vsw.add(vsw.spec.zone_id)
             if spec.network_plugin == "terway":
                 if not spec.pod_vswitches:
-                    self.err(cluster, "spec.podVSwitches", "a Terway cluster needs pod VSwitches for pod ENIs "
-                             "(one per zone of its nodes)")
+                    self.err(
+                        cluster,
+                        "spec.podVSwitches",
+                        "a Terway cluster needs pod VSwitches for pod ENIs (one per zone of its nodes)",
+                    )
                 if spec.pod_cidr is not None:
-                    self.warn(cluster, "spec.podCidr", "Terway pods take VPC addresses; podCidr is for flannel")
+                    self.warn(
+                        cluster, "spec.podCidr", "Terway pods take VPC addresses; podCidr is for flannel"
+                    )
             else:
                 pod_cidr = spec.pod_cidr or defaults.FLANNEL_POD_CIDR
                 if pod_cidr.overlaps(vpc_cidr):
                     self.err(cluster, "spec.podCidr", f"{pod_cidr} overlaps VPC {vpc.name} ({vpc_cidr})")
                 if pod_cidr.overlaps(spec.service_cidr):
-                    self.err(cluster, "spec.podCidr", f"{pod_cidr} overlaps the service CIDR {spec.service_cidr}")
+                    self.err(
+                        cluster, "spec.podCidr", f"{pod_cidr} overlaps the service CIDR {spec.service_cidr}"
+                    )
                 for other_cidr, other in pod_cidrs:
                     if pod_cidr.overlaps(other_cidr):
-                        self.err(cluster, "spec.podCidr", f"{pod_cidr} overlaps the pod CIDR of cluster {other}; "
-                                 "pod CIDRs may not overlap across clusters")
+                        self.err(
+                            cluster,
+                            "spec.podCidr",
+                            f"{pod_cidr} overlaps the pod CIDR of cluster {other}; "
+                            "pod CIDRs may not overlap across clusters",
+                        )
                 pod_cidrs.append((pod_cidr, cluster.name))
                 if not pod_cidr.prefixlen < spec.node_cidr_mask <= 28:
-                    self.err(cluster, "spec.nodeCidrMask", f"/{spec.node_cidr_mask} must be longer than the pod CIDR "
-                             f"(/{pod_cidr.prefixlen}) and at most /28")
+                    self.err(
+                        cluster,
+                        "spec.nodeCidrMask",
+                        f"/{spec.node_cidr_mask} must be longer than the pod CIDR "
+                        f"(/{pod_cidr.prefixlen}) and at most /28",
+                    )
                 else:
                     nodes = sum(p.count for p in spec.node_pools)
                     room = 2 ** (spec.node_cidr_mask - pod_cidr.prefixlen)
                     if nodes > room:
-                        self.err(cluster, "spec.nodePools", f"{nodes} nodes but pod CIDR {pod_cidr} holds only {room} "
-                                 f"node CIDRs of /{spec.node_cidr_mask}")
+                        self.err(
+                            cluster,
+                            "spec.nodePools",
+                            f"{nodes} nodes but pod CIDR {pod_cidr} holds only {room} "
+                            f"node CIDRs of /{spec.node_cidr_mask}",
+                        )
                 if spec.network_policy:
-                    self.warn(cluster, "spec.networkPolicy", "Flannel clusters on ACK have no NetworkPolicy; "
-                              "policies in this cluster are not enforced")
+                    self.warn(
+                        cluster,
+                        "spec.networkPolicy",
+                        "Flannel clusters on ACK have no NetworkPolicy; "
+                        "policies in this cluster are not enforced",
+                    )
             pool_names: set[str] = set()
             for i, pool in enumerate(spec.node_pools):
                 at = f"spec.nodePools[{i}]"
@@ -275,17 +379,32 @@ class _Checker:
                 pool_names.add(pool.name)
                 self.instance_type(cluster, f"{at}.instanceType", pool.instance_type)
                 if pool.eni_mode == "exclusive" and spec.network_plugin != "terway":
-                    self.err(cluster, f"{at}.eniMode", "exclusive ENI mode is a Terway mode; flannel has none")
+                    self.err(
+                        cluster, f"{at}.eniMode", "exclusive ENI mode is a Terway mode; flannel has none"
+                    )
                 for j, name in enumerate(pool.vswitches):
-                    if not self.ref_exists(cluster, f"{at}.vswitches[{j}]", "VSwitch", name, self.res.vswitches):
+                    if not self.ref_exists(
+                        cluster, f"{at}.vswitches[{j}]", "VSwitch", name, self.res.vswitches
+                    ):
                         continue
                     vsw = self.res.vswitches[name]
                     if vsw.spec.vpc != spec.vpc:
-                        self.err(cluster, f"{at}.vswitches[{j}]", f"VSwitch {name} is in VPC {vsw.spec.vpc}, not {spec.vpc}")
-                    elif (spec.network_plugin == "terway" and spec.pod_vswitches
-                          and vsw.spec.zone_id not in zones_with_pod_vsw):
-                        self.err(cluster, f"{at}.vswitches[{j}]", f"zone {vsw.spec.zone_id} of VSwitch {name} has no "
-                                 "pod VSwitch; Terway takes pod addresses from a pod VSwitch in the node's zone")
+                        self.err(
+                            cluster,
+                            f"{at}.vswitches[{j}]",
+                            f"VSwitch {name} is in VPC {vsw.spec.vpc}, not {spec.vpc}",
+                        )
+                    elif (
+                        spec.network_plugin == "terway"
+                        and spec.pod_vswitches
+                        and vsw.spec.zone_id not in zones_with_pod_vsw
+                    ):
+                        self.err(
+                            cluster,
+                            f"{at}.vswitches[{j}]",
+                            f"zone {vsw.spec.zone_id} of VSwitch {name} has no "
+                            "pod VSwitch; Terway takes pod addresses from a pod VSwitch in the node's zone",
+                        )
                 for key, value in pool.labels.items():
                     self.label(cluster, f"{at}.labels", key, value)
 
@@ -293,74 +412,129 @@ class _Checker:
         spec = lb.spec
         if spec.address_type == "intranet":
             if spec.vswitch is None:
-                self.err(lb, "spec.vswitch", "an intranet load balancer needs the VSwitch its address comes from")
-            elif self.ref_exists(lb, "spec.vswitch", "VSwitch", spec.vswitch, self.res.vswitches) and spec.address:
+                self.err(
+                    lb, "spec.vswitch", "an intranet load balancer needs the VSwitch its address comes from"
+                )
+            elif (
+                self.ref_exists(lb, "spec.vswitch", "VSwitch", spec.vswitch, self.res.vswitches)
+                and spec.address
+            ):
                 self.address_in_vswitch(lb, "spec.address", spec.address, spec.vswitch, taken)
         else:
             if spec.vswitch is not None:
-                self.err(lb, "spec.vswitch", "an internet load balancer has a public address; vswitch is for intranet")
+                self.err(
+                    lb,
+                    "spec.vswitch",
+                    "an internet load balancer has a public address; vswitch is for intranet",
+                )
             if spec.address is not None and spec.address not in INTERNET_VIP_RANGE:
-                self.err(lb, "spec.address", f"{spec.address} is not in the emulated Internet's VIP range "
-                         f"{INTERNET_VIP_RANGE}")
+                self.err(
+                    lb,
+                    "spec.address",
+                    f"{spec.address} is not in the emulated Internet's VIP range {INTERNET_VIP_RANGE}",
+                )
         for i, b in enumerate(spec.backend_servers):
             self.ref_exists(lb, f"spec.backendServers[{i}].ecs", "ECSInstance", b.ecs, self.res.ecs_instances)
             self.weight(lb, f"spec.backendServers[{i}].weight", b.weight)
         groups: dict[str, str] = {}
-        for kind, field, group_list in (("vserver", "vServerGroups", spec.v_server_groups),
-                                        ("masterslave", "masterSlaveServerGroups", spec.master_slave_server_groups)):
-            for i, group in enumerate(group_list):
-                at = f"spec.{field}[{i}]"
-                if group.name in groups:
-                    self.err(lb, f"{at}.name", f"server group {group.name!r} is defined twice")
-                groups[group.name] = kind
-                for j, server in enumerate(group.servers):
-                    sat = f"{at}.servers[{j}]"
-                    if (server.ecs is None) == (server.eni is None):
-                        self.err(lb, sat, "a server is either an ECS instance (ecs) or an ENI address (eni)")
-                    self.ref_exists(lb, f"{sat}.ecs", "ECSInstance", server.ecs, self.res.ecs_instances)
-                    self.port(lb, f"{sat}.port", server.port)
-                    self.weight(lb, f"{sat}.weight", server.weight)
-            if kind == "masterslave":
-                for i, group in enumerate(spec.master_slave_server_groups):
-                    types = sorted(s.server_type for s in group.servers)
-                    if types != ["Master", "Slave"]:
-                        self.err(lb, f"spec.masterSlaveServerGroups[{i}].servers", "a primary/secondary group has "
-                                 f"exactly two servers, one Master and one Slave; got {len(types)}")
+        all_groups: list[tuple[str, str, int, VServerGroup | MasterSlaveServerGroup]] = [
+            *(("vserver", "vServerGroups", i, g) for i, g in enumerate(spec.v_server_groups)),
+            *(
+                ("masterslave", "masterSlaveServerGroups", i, g)
+                for i, g in enumerate(spec.master_slave_server_groups)
+            ),
+        ]
+        for kind, field, i, group in all_groups:
+            at = f"spec.{field}[{i}]"
+            if group.name in groups:
+                self.err(lb, f"{at}.name", f"server group {group.name!r} is defined twice")
+            groups[group.name] = kind
+            servers: list[GroupServer] = list(group.servers)
+            for j, server in enumerate(servers):
+                sat = f"{at}.servers[{j}]"
+                if (server.ecs is None) == (server.eni is None):
+                    self.err(lb, sat, "a server is either an ECS instance (ecs) or an ENI address (eni)")
+                self.ref_exists(lb, f"{sat}.ecs", "ECSInstance", server.ecs, self.res.ecs_instances)
+                self.port(lb, f"{sat}.port", server.port)
+                self.weight(lb, f"{sat}.weight", server.weight)
+        for i, ms_group in enumerate(spec.master_slave_server_groups):
+            types = sorted(s.server_type for s in ms_group.servers)
+            if types != ["Master", "Slave"]:
+                self.err(
+                    lb,
+                    f"spec.masterSlaveServerGroups[{i}].servers",
+                    "a primary/secondary group has exactly "
+                    f"two servers, one Master and one Slave; got {len(types)}",
+                )
         used: dict[tuple[str, int], int] = {}
         for i, listener in enumerate(spec.listeners):
             self.listener(lb, f"spec.listeners[{i}]", listener, groups, used, i)
 
-    def listener(self, lb: LoadBalancer, at: str, li: Listener, groups: Mapping[str, str],
-                 used: dict[tuple[str, int], int], index: int) -> None:
+    def listener(
+        self,
+        lb: LoadBalancer,
+        at: str,
+        li: Listener,
+        groups: Mapping[str, str],
+        used: dict[tuple[str, int], int],
+        index: int,
+    ) -> None:
         self.port(lb, f"{at}.listenerPort", li.listener_port)
         family = "udp" if li.protocol == "udp" else "tcp"
         if (family, li.listener_port) in used:
-            self.err(lb, f"{at}.listenerPort", f"port {li.listener_port}/{family} is already taken by listener "
-                     f"{used[(family, li.listener_port)]}")
+            self.err(
+                lb,
+                f"{at}.listenerPort",
+                f"port {li.listener_port}/{family} is already taken by listener "
+                f"{used[(family, li.listener_port)]}",
+            )
         used[(family, li.listener_port)] = index
         if li.protocol == "udp" and li.listener_port in (250, 4789, 4790):
             self.err(lb, f"{at}.listenerPort", "UDP listeners cannot use ports 250, 4789 or 4790")
-        chosen = [f for f, v in (("backendServerPort", li.backend_server_port), ("vServerGroup", li.v_server_group),
-                                 ("masterSlaveServerGroup", li.master_slave_server_group)) if v is not None]
+        chosen = [
+            f
+            for f, v in (
+                ("backendServerPort", li.backend_server_port),
+                ("vServerGroup", li.v_server_group),
+                ("masterSlaveServerGroup", li.master_slave_server_group),
+            )
+            if v is not None
+        ]
         if len(chosen) != 1:
-            self.err(lb, at, "a listener forwards to exactly one of: backendServerPort (the default server group), "
-                     f"vServerGroup or masterSlaveServerGroup; got {', '.join(chosen) or 'none'}")
+            self.err(
+                lb,
+                at,
+                "a listener forwards to exactly one of: backendServerPort (the default server group), "
+                f"vServerGroup or masterSlaveServerGroup; got {', '.join(chosen) or 'none'}",
+            )
         if li.backend_server_port is not None:
             self.port(lb, f"{at}.backendServerPort", li.backend_server_port)
-        for field, name, kind in (("vServerGroup", li.v_server_group, "vserver"),
-                                  ("masterSlaveServerGroup", li.master_slave_server_group, "masterslave")):
+        for field, name, kind in (
+            ("vServerGroup", li.v_server_group, "vserver"),
+            ("masterSlaveServerGroup", li.master_slave_server_group, "masterslave"),
+        ):
             if name is not None and groups.get(name) != kind:
                 self.err(lb, f"{at}.{field}", f"no {field} named {name!r} on this load balancer")
         layer7 = li.protocol in ("http", "https")
         if layer7 and li.master_slave_server_group is not None:
-            self.err(lb, f"{at}.masterSlaveServerGroup", "primary/secondary groups work with tcp and udp listeners only")
+            self.err(
+                lb,
+                f"{at}.masterSlaveServerGroup",
+                "primary/secondary groups work with tcp and udp listeners only",
+            )
         if layer7 and li.scheduler in ("sch", "tch"):
-            self.err(lb, f"{at}.scheduler", f"{li.scheduler} is for tcp and udp listeners; http(s) allow wrr, wlc, rr")
+            self.err(
+                lb,
+                f"{at}.scheduler",
+                f"{li.scheduler} is for tcp and udp listeners; http(s) allow wrr, wlc, rr",
+            )
         if not 0 <= li.persistence_timeout <= 3600:
             self.err(lb, f"{at}.persistenceTimeout", f"{li.persistence_timeout} is outside 0-3600 seconds")
         if li.protocol == "https":
             if li.certificate is None:
-                self.err(lb, f"{at}.certificate", "an https listener needs a certificate: {secret: namespace/name}")
+                self.err(
+                    lb, f"{at}.certificate", "an https listener needs a certificate: {secret: namespace/name}"
+                )
             else:
                 self.certificate(lb, f"{at}.certificate.secret", li.certificate.secret)
         elif li.certificate is not None:
@@ -371,10 +545,12 @@ class _Checker:
                 self.err(lb, f"{at}.healthCheck.type", "layer-7 listeners check health over http only")
             if li.protocol == "tcp" and hc.type == "udp":
                 self.err(lb, f"{at}.healthCheck.type", "tcp listeners check health with tcp or http")
-            for field, value, low, high in (("healthyThreshold", hc.healthy_threshold, 2, 10),
-                                            ("unhealthyThreshold", hc.unhealthy_threshold, 2, 10),
-                                            ("interval", hc.interval, 1, 50),
-                                            ("connectTimeout", hc.connect_timeout, 1, 300)):
+            for field, value, low, high in (
+                ("healthyThreshold", hc.healthy_threshold, 2, 10),
+                ("unhealthyThreshold", hc.unhealthy_threshold, 2, 10),
+                ("interval", hc.interval, 1, 50),
+                ("connectTimeout", hc.connect_timeout, 1, 300),
+            ):
                 if not low <= value <= high:
                     self.err(lb, f"{at}.healthCheck.{field}", f"{value} is outside {low}-{high}")
         if li.acl is not None:
@@ -382,7 +558,9 @@ class _Checker:
                 if parse_cidr(entry) is None:
                     self.err(lb, f"{at}.acl.entries[{j}]", f"{entry!r} is not an IPv4 address or CIDR block")
         if li.connection_rate_limit is not None and li.connection_rate_limit < 1:
-            self.err(lb, f"{at}.connectionRateLimit", "a cap on new connections per second must be at least 1")
+            self.err(
+                lb, f"{at}.connectionRateLimit", "a cap on new connections per second must be at least 1"
+            )
 
     def certificate(self, obj: Resource, field: str, ref: str) -> None:
         ns, _, name = ref.partition("/")
@@ -419,9 +597,13 @@ class _Checker:
         pattern = _DNS1123_SUBDOMAIN if obj.kind_name not in ("Namespace", "Service") else _DNS1123_LABEL
         limit = 253 if pattern is _DNS1123_SUBDOMAIN else 63
         if not pattern.match(obj.name) or len(obj.name) > limit:
-            self.err(obj, "metadata.name", f"{obj.name!r} is not a valid name: lowercase letters, digits and '-'"
-                     f"{', ' if limit == 253 else ''}{'and .' if limit == 253 else ''}, starting and ending "
-                     f"alphanumeric, at most {limit} characters")
+            self.err(
+                obj,
+                "metadata.name",
+                f"{obj.name!r} is not a valid name: lowercase letters, digits and '-'"
+                f"{', ' if limit == 253 else ''}{'and .' if limit == 253 else ''}, starting and ending "
+                f"alphanumeric, at most {limit} characters",
+            )
         for key, value in obj.metadata.labels.items():
             self.label(obj, "metadata.labels", key, value)
 
@@ -440,19 +622,35 @@ class _Checker:
                 self.port(obj, f"{at}.containers[{i}].ports[{j}].containerPort", p.container_port)
                 if p.name is not None:
                     if len(p.name) > 15 or not _IANA_SVC_NAME.match(p.name):
-                        self.err(obj, f"{at}.containers[{i}].ports[{j}].name", f"{p.name!r} is not a port name: at "
-                                 "most 15 lowercase letters, digits and '-', with at least one letter")
+                        self.err(
+                            obj,
+                            f"{at}.containers[{i}].ports[{j}].name",
+                            f"{p.name!r} is not a port name: at "
+                            "most 15 lowercase letters, digits and '-', with at least one letter",
+                        )
                     if p.name in port_names:
-                        self.err(obj, f"{at}.containers[{i}].ports[{j}].name", f"port name {p.name!r} is used twice")
+                        self.err(
+                            obj,
+                            f"{at}.containers[{i}].ports[{j}].name",
+                            f"port name {p.name!r} is used twice",
+                        )
                     port_names.add(p.name)
         if spec.host_network:
-            self.warn(obj, f"{at}.hostNetwork", "host-network pods are not emulated; the pod gets its own address")
+            self.warn(
+                obj, f"{at}.hostNetwork", "host-network pods are not emulated; the pod gets its own address"
+            )
 
     def kube(self, cluster: str, objs: KubeObjects) -> None:
         everything: list[Any] = [
-            *objs.namespaces.values(), *objs.pods.values(), *objs.deployments.values(), *objs.services.values(),
-            *objs.secrets.values(), *objs.ingresses.values(), *objs.network_policies.values(),
-            *objs.endpoint_slices.values(), *objs.ingress_classes.values(),
+            *objs.namespaces.values(),
+            *objs.pods.values(),
+            *objs.deployments.values(),
+            *objs.services.values(),
+            *objs.secrets.values(),
+            *objs.ingresses.values(),
+            *objs.network_policies.values(),
+            *objs.endpoint_slices.values(),
+            *objs.ingress_classes.values(),
         ]
         for obj in everything:
             if obj.origin is not None:
@@ -462,7 +660,7 @@ class _Checker:
         for dep in objs.deployments.values():
             self.deployment(dep)
         self.services(cluster, objs)
-        for (ns, _), secret in objs.secrets.items():
+        for secret in objs.secrets.values():
             if secret.type == "kubernetes.io/tls":
                 problem = tls_secret_problem(secret.type, secret.data, secret.string_data)
                 if problem:
@@ -476,7 +674,11 @@ class _Checker:
         for gp in objs.global_policies.values():
             self.calico_policy(gp, "spec", gp.spec.selector, namespaced=False)
             self.calico_selector(gp, "spec.namespaceSelector", gp.spec.namespace_selector)
-        for ns_set in [*objs.network_sets.values(), *objs.global_network_sets.values()]:
+        net_sets: list[NetworkSet | GlobalNetworkSet] = [
+            *objs.network_sets.values(),
+            *objs.global_network_sets.values(),
+        ]
+        for ns_set in net_sets:
             for i, net in enumerate(ns_set.spec.nets):
                 if parse_cidr(net) is None:
                     self.err(ns_set, f"spec.nets[{i}]", f"{net!r} is not an IPv4 address or CIDR block")
@@ -490,10 +692,17 @@ class _Checker:
         if not validate_k8s_selector(sel):
             selector = K8sSelector.from_dict(sel)
             if selector.is_empty:
-                self.err(dep, "spec.selector", "an empty selector would adopt every pod; select the template's labels")
+                self.err(
+                    dep,
+                    "spec.selector",
+                    "an empty selector would adopt every pod; select the template's labels",
+                )
             elif not selector.matches(dep.spec.template.metadata.labels):
-                self.err(dep, "spec.selector", "selector does not match template labels "
-                         f"{dep.spec.template.metadata.labels}")
+                self.err(
+                    dep,
+                    "spec.selector",
+                    f"selector does not match template labels {dep.spec.template.metadata.labels}",
+                )
 
     def services(self, cluster_name: str, objs: KubeObjects) -> None:
         cluster = self.res.clusters[cluster_name]
@@ -511,12 +720,17 @@ class _Checker:
                     self.err(svc, "spec.clusterIP", f"{spec.cluster_ip!r} is not an IPv4 address")
                 else:
                     if not isinstance(ip, IPv4Address) or ip not in cidr:
-                        self.err(svc, "spec.clusterIP", f"{ip} is outside the service CIDR {cidr} of cluster "
-                                 f"{cluster_name}")
+                        self.err(
+                            svc,
+                            "spec.clusterIP",
+                            f"{ip} is outside the service CIDR {cidr} of cluster {cluster_name}",
+                        )
                     elif ip in (cidr.network_address, cidr.broadcast_address):
                         self.err(svc, "spec.clusterIP", f"{ip} is the network or broadcast address of {cidr}")
                     elif ip == dns_ip and (ns, name) != ("kube-system", "kube-dns"):
-                        self.err(svc, "spec.clusterIP", f"{ip} belongs to kube-system/kube-dns (the .10 address)")
+                        self.err(
+                            svc, "spec.clusterIP", f"{ip} belongs to kube-system/kube-dns (the .10 address)"
+                        )
                     elif ip in cluster_ips:
                         self.err(svc, "spec.clusterIP", f"{ip} is already taken by {cluster_ips[ip]}")
                     else:
@@ -547,31 +761,51 @@ class _Checker:
                     self.named_target_port(objs, svc, f"{at}.targetPort", p.target_port, p.protocol)
                 if p.node_port is not None:
                     if spec.type not in ("NodePort", "LoadBalancer"):
-                        self.err(svc, f"{at}.nodePort", f"nodePort is for NodePort and LoadBalancer Services, "
-                                 f"not {spec.type}")
+                        self.err(
+                            svc,
+                            f"{at}.nodePort",
+                            f"nodePort is for NodePort and LoadBalancer Services, not {spec.type}",
+                        )
                     elif not low <= p.node_port <= high:
-                        self.err(svc, f"{at}.nodePort", f"{p.node_port} is outside the NodePort range {low}-{high}")
+                        self.err(
+                            svc, f"{at}.nodePort", f"{p.node_port} is outside the NodePort range {low}-{high}"
+                        )
                     elif (p.node_port, p.protocol) in node_ports:
-                        self.err(svc, f"{at}.nodePort", f"{p.node_port}/{p.protocol} is already taken by "
-                                 f"{node_ports[(p.node_port, p.protocol)]}")
+                        self.err(
+                            svc,
+                            f"{at}.nodePort",
+                            f"{p.node_port}/{p.protocol} is already taken by "
+                            f"{node_ports[(p.node_port, p.protocol)]}",
+                        )
                     else:
                         node_ports[(p.node_port, p.protocol)] = f"Service {ns}/{name}"
             if spec.session_affinity_config is not None:
                 timeout = spec.session_affinity_config.client_ip.timeout_seconds
                 if not 1 <= timeout <= 86400:
-                    self.err(svc, "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                             f"{timeout} is outside 1-86400 seconds")
+                    self.err(
+                        svc,
+                        "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                        f"{timeout} is outside 1-86400 seconds",
+                    )
 
-    def named_target_port(self, objs: KubeObjects, svc: Service, field: str, name: str, protocol: str) -> None:
+    def named_target_port(
+        self, objs: KubeObjects, svc: Service, field: str, name: str, protocol: str
+    ) -> None:
         """A name no selected pod (or pod template) declares is a mistake; a selector that matches nothing
         is not (the Service is valid and rejects, as kube-proxy does it)."""
         selector = svc.spec.selector
         if not selector:
             return
-        specs = [p.spec for (ns, _), p in objs.pods.items() if ns == svc.namespace
-                 and selector.items() <= p.labels.items()]
-        specs += [d.spec.template.spec for (ns, _), d in objs.deployments.items() if ns == svc.namespace
-                  and selector.items() <= d.spec.template.metadata.labels.items()]
+        specs = [
+            p.spec
+            for (ns, _), p in objs.pods.items()
+            if ns == svc.namespace and selector.items() <= p.labels.items()
+        ]
+        specs += [
+            d.spec.template.spec
+            for (ns, _), d in objs.deployments.items()
+            if ns == svc.namespace and selector.items() <= d.spec.template.metadata.labels.items()
+        ]
         if not specs:
             return
         for spec in specs:
@@ -582,14 +816,25 @@ class _Checker:
 
     def ingress(self, objs: KubeObjects, ing: Any) -> None:
         spec = ing.spec
-        if spec.ingress_class_name and spec.ingress_class_name not in objs.ingress_classes \
-                and spec.ingress_class_name != "nginx":
-            self.warn(ing, "spec.ingressClassName", f"IngressClass {spec.ingress_class_name!r} does not exist; "
-                      "no controller will serve this Ingress")
+        if (
+            spec.ingress_class_name
+            and spec.ingress_class_name not in objs.ingress_classes
+            and spec.ingress_class_name != "nginx"
+        ):
+            self.warn(
+                ing,
+                "spec.ingressClassName",
+                f"IngressClass {spec.ingress_class_name!r} does not exist; "
+                "no controller will serve this Ingress",
+            )
         for i, tls in enumerate(spec.tls):
             if tls.secret_name and (ing.namespace, tls.secret_name) not in objs.secrets:
-                self.warn(ing, f"spec.tls[{i}].secretName", f"Secret {ing.namespace}/{tls.secret_name} does not exist; "
-                          "NGINX serves its default certificate for these hosts")
+                self.warn(
+                    ing,
+                    f"spec.tls[{i}].secretName",
+                    f"Secret {ing.namespace}/{tls.secret_name} does not exist; "
+                    "NGINX serves its default certificate for these hosts",
+                )
         backends: list[tuple[str, Any]] = []
         if spec.default_backend is not None:
             backends.append(("spec.defaultBackend", spec.default_backend))
@@ -597,21 +842,30 @@ class _Checker:
             for j, path in enumerate(rule.http.paths if rule.http else []):
                 backends.append((f"spec.rules[{i}].http.paths[{j}].backend", path.backend))
                 if path.path_type in ("Exact", "Prefix") and not path.path.startswith("/"):
-                    self.err(ing, f"spec.rules[{i}].http.paths[{j}].path", f"{path.path!r} must start with '/'")
+                    self.err(
+                        ing, f"spec.rules[{i}].http.paths[{j}].path", f"{path.path!r} must start with '/'"
+                    )
         for field, backend in backends:
             if backend.service is None:
                 continue
             svc = objs.services.get((ing.namespace, backend.service.name))
             if svc is None:
-                self.warn(ing, f"{field}.service.name", f"Service {ing.namespace}/{backend.service.name} does not "
-                          "exist; requests for this path get 503")
+                self.warn(
+                    ing,
+                    f"{field}.service.name",
+                    f"Service {ing.namespace}/{backend.service.name} does not "
+                    "exist; requests for this path get 503",
+                )
                 continue
             port = backend.service.port
             if (port.number is None) == (port.name is None):
                 self.err(ing, f"{field}.service.port", "give the port as number or name, one of them")
             elif not any(p.port == port.number or (p.name and p.name == port.name) for p in svc.spec.ports):
-                self.warn(ing, f"{field}.service.port", f"Service {svc.namespace}/{svc.name} has no port "
-                          f"{port.number or port.name}")
+                self.warn(
+                    ing,
+                    f"{field}.service.port",
+                    f"Service {svc.namespace}/{svc.name} has no port {port.number or port.name}",
+                )
 
     def network_policy(self, objs: KubeObjects, policy: NetworkPolicy) -> None:
         spec = policy.spec
@@ -620,26 +874,33 @@ class _Checker:
             self.warn(policy, "spec.ingress", "ingress rules are ignored: policyTypes does not list Ingress")
         if spec.egress and spec.policy_types and "Egress" not in spec.policy_types:
             self.warn(policy, "spec.egress", "egress rules are ignored: policyTypes does not list Egress")
-        for direction, rules in (("ingress", spec.ingress or []), ("egress", spec.egress or [])):
-            for i, rule in enumerate(rules):
-                at = f"spec.{direction}[{i}]"
-                peers = (rule.from_ if direction == "ingress" else rule.to) or []  # type: ignore[union-attr]
-                for j, peer in enumerate(peers):
-                    self.policy_peer(policy, f"{at}.{'from' if direction == 'ingress' else 'to'}[{j}]", peer)
-                for j, port in enumerate(rule.ports or []):
-                    self.policy_port(policy, f"{at}.ports[{j}]", port)
+        rules: list[tuple[str, list[NetworkPolicyPeer], list[NetworkPolicyPort]]] = [
+            *((f"spec.ingress[{i}]", r.from_ or [], r.ports or []) for i, r in enumerate(spec.ingress or [])),
+            *((f"spec.egress[{i}]", r.to or [], r.ports or []) for i, r in enumerate(spec.egress or [])),
+        ]
+        for at, peers, ports in rules:
+            peer_field = "from" if at.startswith("spec.ingress") else "to"
+            for j, peer in enumerate(peers):
+                self.policy_peer(policy, f"{at}.{peer_field}[{j}]", peer)
+            for j, port in enumerate(ports):
+                self.policy_port(policy, f"{at}.ports[{j}]", port)
         if not validate_k8s_selector(spec.pod_selector.as_dict()):
             selector = K8sSelector.from_dict(spec.pod_selector.as_dict())
             labels = [p.labels for (ns, _), p in objs.pods.items() if ns == policy.namespace]
-            labels += [d.spec.template.metadata.labels for (ns, _), d in objs.deployments.items()
-                       if ns == policy.namespace]
+            labels += [
+                d.spec.template.metadata.labels
+                for (ns, _), d in objs.deployments.items()
+                if ns == policy.namespace
+            ]
             if not any(selector.matches(lbl) for lbl in labels):
                 self.warn(policy, "spec.podSelector", f"selects no pod in namespace {policy.namespace}")
 
     def policy_peer(self, policy: NetworkPolicy, at: str, peer: NetworkPolicyPeer) -> None:
         if peer.ip_block is not None:
             if peer.pod_selector is not None or peer.namespace_selector is not None:
-                self.err(policy, at, "ipBlock cannot be combined with podSelector or namespaceSelector in one peer")
+                self.err(
+                    policy, at, "ipBlock cannot be combined with podSelector or namespaceSelector in one peer"
+                )
             cidr = parse_cidr(peer.ip_block.cidr)
             if cidr is None:
                 self.err(policy, f"{at}.ipBlock.cidr", f"{peer.ip_block.cidr!r} is not an IPv4 CIDR block")
@@ -675,8 +936,9 @@ class _Checker:
         except SelectorError as exc:
             self.err(obj, field, f"invalid selector {text!r}: {exc}")
 
-    def calico_policy(self, policy: CalicoNetworkPolicy | GlobalNetworkPolicy, at: str, selector: str,
-                      namespaced: bool) -> None:
+    def calico_policy(
+        self, policy: CalicoNetworkPolicy | GlobalNetworkPolicy, at: str, selector: str, namespaced: bool
+    ) -> None:
         self.calico_selector(policy, f"{at}.selector", selector)
         self.calico_selector(policy, f"{at}.serviceAccountSelector", policy.spec.service_account_selector)
         for direction, rules in (("ingress", policy.spec.ingress), ("egress", policy.spec.egress)):
@@ -692,8 +954,12 @@ class _Checker:
                 if not 1 <= value <= 255:
                     self.err(policy, f"{at}.{field}", f"protocol number {value} is outside 1-255")
             elif value.upper() not in _CALICO_PROTOCOLS:
-                self.err(policy, f"{at}.{field}", f"unknown protocol {value!r}; allowed: TCP, UDP, ICMP, ICMPv6, "
-                         "SCTP, UDPLite or a number 1-255")
+                self.err(
+                    policy,
+                    f"{at}.{field}",
+                    f"unknown protocol {value!r}; allowed: TCP, UDP, ICMP, ICMPv6, "
+                    "SCTP, UDPLite or a number 1-255",
+                )
             if field == "protocol":
                 protocol = str(value).upper()
         for field, icmp in (("icmp", rule.icmp), ("notICMP", rule.not_icmp)):
@@ -712,7 +978,11 @@ class _Checker:
 
     def entity_rule(self, policy: Resource, at: str, entity: EntityRule, protocol: str | None) -> None:
         for field in ("selector", "notSelector", "namespaceSelector"):
-            attr = {"selector": "selector", "notSelector": "not_selector", "namespaceSelector": "namespace_selector"}
+            attr = {
+                "selector": "selector",
+                "notSelector": "not_selector",
+                "namespaceSelector": "namespace_selector",
+            }
             self.calico_selector(policy, f"{at}.{field}", getattr(entity, attr[field]))
         if entity.service_accounts is not None:
             self.calico_selector(policy, f"{at}.serviceAccounts.selector", entity.service_accounts.selector)
@@ -736,13 +1006,17 @@ def calico_port_problem(port: int | str) -> str | None:
     m = re.fullmatch(r"(\d+):(\d+)", port)
     if m:
         low, high = int(m.group(1)), int(m.group(2))
-        return None if 1 <= low <= high <= 65535 else f"{port!r} is not a port range; use min:max within 1-65535"
+        return (
+            None if 1 <= low <= high <= 65535 else f"{port!r} is not a port range; use min:max within 1-65535"
+        )
     if len(port) > 15 or not _IANA_SVC_NAME.match(port):
         return f"{port!r} is neither a port, a min:max range nor a valid port name"
     return None
 
 
-def tls_secret_problem(secret_type: str, data: Mapping[str, str], string_data: Mapping[str, str]) -> str | None:
+def tls_secret_problem(
+    secret_type: str, data: Mapping[str, str], string_data: Mapping[str, str]
+) -> str | None:
     """What keeps a Secret from being a kubernetes.io/tls certificate and key, or None."""
     if secret_type != "kubernetes.io/tls":
         return f"type is {secret_type!r}, not kubernetes.io/tls"
