@@ -58,7 +58,12 @@ class DataplaneError(AcknetError):
 
 
 class DaemonError(AcknetError):
-    """The daemon could not be reached, or answered with an error."""
+    """The daemon could not be reached (status None), or answered with an error status and JSON body."""
+
+    def __init__(self, message: str, status: int | None = None, body: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 def _errno_message(err: int) -> str:

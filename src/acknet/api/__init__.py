@@ -1,1 +1,3 @@
-"""api: the daemon's REST API on a unix socket, and the client the command line uses. A thin edge."""
+"""api: the REST transport between the ``acknet`` command and the daemon — JSON over HTTP on a unix
+socket in the emulation's state folder. Server and client; the daemon supplies the handlers. A thin
+edge: no business logic."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +14,10 @@ from rich.table import Table
 
 from acknet.model.diagnostics import Diagnostic
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output (CI logs, `| less`) gets a wide page instead of rich's 80-column default, so that no
+# address or name is cut short.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:

@@ -17,6 +17,9 @@ ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 MAX_GENERATED_NAME_LENGTH = 58
 SUFFIX_LENGTH = 5
 
+# byte -> ALPHANUMS[byte % 27], for bytes.translate: the suffix of 70,000 pods costs nothing.
+_SUFFIX_TABLE = bytes(ord(ALPHANUMS[b % len(ALPHANUMS)]) for b in range(256))
+
 _FNV32_OFFSET = 0x811C9DC5
 _FNV32_PRIME = 0x01000193
 
@@ -41,8 +44,7 @@ def digest(*parts: str) -> bytes:
 
 def suffix(*seed: str) -> str:
     """Five ALPHANUMS characters derived from the seed (the API server's random suffix, made stable)."""
-    raw = digest(*seed)
-    return "".join(ALPHANUMS[b % len(ALPHANUMS)] for b in raw[:SUFFIX_LENGTH])
+    return digest(*seed)[:SUFFIX_LENGTH].translate(_SUFFIX_TABLE).decode()
 
 
 def generate_name(base: str, seed: tuple[str, ...], taken: set[str]) -> str:

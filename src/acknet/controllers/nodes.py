@@ -38,7 +38,7 @@ def max_pods(cluster: Cluster, pool: NodePool) -> int:
     once its network address, the cni0 gateway (.1) and the broadcast address are left out.
     """
     if cluster.spec.network_plugin == "flannel":
-        usable = 2 ** (32 - cluster.spec.node_cidr_mask) - 3
+        usable = (1 << (32 - cluster.spec.node_cidr_mask)) - 3
         return max(0, min(defaults.FLANNEL_MAX_PODS, usable))
     quota = defaults.instance_type(pool.instance_type)
     return quota.exclusive_eni_pods if pool.eni_mode == "exclusive" else quota.shared_eni_pods
@@ -76,7 +76,7 @@ class _Wanted:
 
     name: str
     source: Resource
-    field: str  # where its VSwitch is named, for error messages
+    at: str  # the field naming its VSwitch, for error messages
     vswitch: str
     instance_type: str
     security_groups: tuple[str, ...]
@@ -98,7 +98,7 @@ def _standalone(resources: Resources) -> list[_Wanted]:
             _Wanted(
                 name=name,
                 source=ecs,
-                field="spec.vswitch",
+                at="spec.vswitch",
                 vswitch=spec.vswitch,
                 instance_type=spec.instance_type,
                 security_groups=tuple(spec.security_groups),
@@ -128,7 +128,7 @@ def _pool_nodes(cluster: Cluster, book: AddressBook) -> list[_Wanted]:
                 _Wanted(
                     name=name,
                     source=cluster,
-                    field=at,
+                    at=at,
                     vswitch=vswitch,
                     instance_type=pool.instance_type,
                     security_groups=tuple(cluster.spec.security_groups),
@@ -145,7 +145,7 @@ def _pool_nodes(cluster: Cluster, book: AddressBook) -> list[_Wanted]:
 def _allocator(book: AddressBook, want: _Wanted) -> VSwitchAllocator:
     allocator = book.get(want.vswitch)
     if allocator is None:
-        raise invalid(want.source, want.field, f"VSwitch {want.vswitch!r} does not exist")
+        raise invalid(want.source, want.at, f"VSwitch {want.vswitch!r} does not exist")
     return allocator
 
 
@@ -171,15 +171,19 @@ def plan_instances(
             primary[w.name] = w.fixed_ip
     for w in wanted:
         before = previous.get(w.name)
-        if w.name not in primary and before is not None and before.vswitch == w.vswitch:
-            if _allocator(book, w).try_reserve(before.primary_ip, owner[w.name]):
-                primary[w.name] = before.primary_ip
+        if (
+            w.name not in primary
+            and before is not None
+            and before.vswitch == w.vswitch
+            and _allocator(book, w).try_reserve(before.primary_ip, owner[w.name])
+        ):
+            primary[w.name] = before.primary_ip
     for w in wanted:
         if w.name not in primary:
             try:
                 primary[w.name] = _allocator(book, w).allocate(owner[w.name])
             except Conflict as exc:
-                raise invalid(w.source, w.field, str(exc)) from exc
+                raise invalid(w.source, w.at, str(exc)) from exc
     return [_instance(w, primary[w.name], book, registry, previous.get(w.name)) for w in wanted]
 
 

@@ -39,7 +39,10 @@ def reserve_fixed_slb_addresses(resources: Resources, book: AddressBook) -> dict
 
 
 def allocate_slb_addresses(
-    resources: Resources, book: AddressBook, fixed: Mapping[str, IPv4Address], previous: Mapping[str, IPv4Address]
+    resources: Resources,
+    book: AddressBook,
+    fixed: Mapping[str, IPv4Address],
+    previous: Mapping[str, IPv4Address],
 ) -> dict[str, IPv4Address]:
     """Every intranet LoadBalancer's VIP: the fixed ones, the previous plan's, then the lowest free."""
     out = dict(fixed)

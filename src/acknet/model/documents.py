@@ -64,13 +64,15 @@ def parse_documents(source: Source) -> tuple[list[Document], list[Diagnostic]]:
     return docs, []
 
 
-def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
+def _child(node: yaml.Node, key: str | int) -> tuple[int, yaml.Node] | None:
+    """The child at ``key`` and the line to show for it: a mapping key's own line, a list item's start."""
     if isinstance(node, yaml.MappingNode) and isinstance(key, str):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v  # type: ignore[no-any-return]
+                return int(k.start_mark.line) + 1, v
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return node.value[key]  # type: ignore[no-any-return]
+        item = node.value[key]
+        return int(item.start_mark.line) + 1, item
     return None
 
 
@@ -92,12 +94,13 @@ def field_line(text: str, document: int, path: tuple[str | int, ...]) -> int | N
             if node is None:
                 return None
             current: yaml.Node = node
+            line = int(node.start_mark.line) + 1
             for part in path:
                 child = _child(current, part)
                 if child is None:
                     break
-                current = child
-            return int(current.start_mark.line) + 1
+                line, current = child
+            return line
     except yaml.YAMLError:
         return None
     return None

@@ -1,0 +1,560 @@
+"""Make a ``KernelPlan`` real with netlink, diff-based and idempotent, without touching the host.
+
+Safety: nothing here ever changes the namespace the process runs in. Namespaces are created by a
+short-lived thread that unshares its own network namespace and bind-mounts it under /run/netns
+(what ``ip netns add`` does, minus the process); every other change goes through a netlink socket
+that was opened inside the target namespace, or through /proc/sys written by a thread that has
+joined the target namespace and checked that it did. veths are created with their peer already in
+its namespace, so no end ever appears in the host.
+
+Speed: one netlink socket per namespace for the whole apply, no process per object, the ifindex of
+each link we create chosen by us (the veth peer's is looked up once: the kernel ignores the peer's
+ifinfomsg index through pyroute2's request API), and namespace-wide sysctls written by the same
+thread that created the namespace. About 200 pods/s for a 200-pod Terway plan, most of it spent
+encoding netlink messages in Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from acknet.dataplane.render import names
+from acknet.dataplane.render.kernel import (
+    Address,
+    Bridge,
+    KernelPlan,
+    Link,
+    Namespace,
+    Neighbour,
+    PlanDiff,
+    Route,
+    Rule,
+    Veth,
+    VethEnd,
+    diff_plans,
+    sysctl_device,
+)
+from acknet.errors import DataplaneError
+
+NETNS_RUN_DIR: Final = "/run/netns"
+_CLONE_NEWNET: Final = 0x40000000
+_MS_BIND: Final = 4096
+_MS_REC: Final = 16384
+_MS_SHARED: Final = 1 << 20
+_MNT_DETACH: Final = 2
+_NETLINK_ROUTE: Final = 0
+_NUD_PERMANENT: Final = 0x80
+_RTNH_F_ONLINK: Final = 4
+_SCOPES: Final = {"global": 0, "link": 253, "host": 254}
+# Deleting what is already gone is success: apply converges, it does not insist on the path.
+_GONE: Final = frozenset({errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL})
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_run_dir_ready = threading.Event()
+_run_dir_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def _os_error(what: str) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a fresh thread and return its result. The thread ends with it, namespace and all."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="acknet-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    result: T = box["result"]
+    return result
+
+
+def _join_netns(fd: int) -> None:
+    """Move the calling thread (never the main thread) into the namespace ``fd`` and prove it."""
+    assert threading.current_thread() is not threading.main_thread()
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        raise _os_error("setns")
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(fd).st_ino:
+        raise OSError(errno.EINVAL, "setns did not move the thread into the namespace")
+
+
+def _write_sysctls(sysctls: Iterable[tuple[str, str]]) -> None:
+    # /proc/sys/net resolves against the namespace of the calling thread.
+    for key, value in sysctls:
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
+def _netlink_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+
+
+def _ensure_run_dir() -> None:
+    """/run/netns as a shared mount point, as iproute2 sets it up, so namespaces show in other mounts."""
+    with _run_dir_lock:
+        if _run_dir_ready.is_set():
+            return
+        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+        path = NETNS_RUN_DIR.encode()
+        if _libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None) != 0:
+            if _libc.mount(path, path, b"none", _MS_BIND | _MS_REC, None) != 0:
+                raise _os_error(f"bind {NETNS_RUN_DIR}")
+            if _libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None) != 0:
+                raise _os_error(f"share {NETNS_RUN_DIR}")
+        _run_dir_ready.set()
+
+
+def _netns_path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def _is_netns(path: str) -> bool:
+    """True when ``path`` is a bound namespace (a file left by a crash between create and mount is not)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+
+        def probe() -> bool:
+            return bool(_libc.setns(fd, _CLONE_NEWNET) == 0)
+
+        return _in_thread(probe)
+    finally:
+        os.close(fd)
+
+
+def list_netns(prefix: str = "") -> list[str]:
+    """The named namespaces whose name starts with ``prefix``, sorted."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_RUN_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+@dataclass(slots=True)
+class _Session:
+    """One namespace during one apply: its fd, a netlink socket opened inside it, its ifindexes."""
+
+    name: str
+    fd: int
+    ipr: IPRoute
+    index: dict[str, int] = field(default_factory=dict)
+    next_index: int = 2
+
+    def close(self) -> None:
+        self.ipr.close()
+        os.close(self.fd)
+
+    def ifindex(self, dev: str) -> int | None:
+        if dev not in self.index:
+            found = self.ipr.link_lookup(ifname=dev)
+            if not found:
+                return None
+            self.index[dev] = found[0]
+        return self.index[dev]
+
+    def take_index(self) -> int:
+        while self.next_index in self.index.values():
+            self.next_index += 1
+        self.next_index += 1
+        return self.next_index - 1
+
+
+def _open_session(name: str, sock: socket.socket | None = None) -> _Session:
+    fd = os.open(_netns_path(name), os.O_RDONLY)
+    try:
+        if sock is None:
+
+            def open_socket() -> socket.socket:
+                _join_netns(fd)
+                return _netlink_socket()
+
+            sock = _in_thread(open_socket)
+        ipr = IPRoute(use_socket=sock, groups=0)
+    except BaseException:
+        os.close(fd)
+        raise
+    session = _Session(name, fd, ipr)
+    for msg in ipr.link("dump"):
+        session.index[msg.get("ifname")] = msg["index"]
+    session.next_index = max(session.index.values(), default=1) + 1
+    return session
+
+
+def _create_netns(ns: Namespace) -> _Session:
+    """Create (or adopt) ``ns``, set its namespace-wide sysctls and bring lo up; return its session."""
+    _ensure_run_dir()
+    path = _netns_path(ns.name)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        if _is_netns(path):
+            session = _open_session(ns.name)
+            _set_sysctls(session, [(k, v) for k, v in ns.sysctls if sysctl_device(k) is None])
+            _link_up(session, "lo")
+            return session
+    global_sysctls = [(k, v) for k, v in ns.sysctls if sysctl_device(k) is None]
+
+    def create() -> socket.socket:
+        assert threading.current_thread() is not threading.main_thread()
+        if _libc.unshare(_CLONE_NEWNET) != 0:
+            raise _os_error("unshare")
+        if _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None) != 0:
+            raise _os_error(f"bind {path}")
+        # The thread now sits in the new namespace and nowhere else: its sysctls are the new ones.
+        _write_sysctls(global_sysctls)
+        return _netlink_socket()
+
+    try:
+        sock = _in_thread(create)
+    except OSError as exc:
+        _remove_netns(ns.name)
+        raise DataplaneError("create namespace", ns.name, exc.errno) from exc
+    session = _open_session(ns.name, sock)
+    _link_up(session, "lo")
+    return session
+
+
+def _remove_netns(name: str) -> None:
+    path = _netns_path(name)
+    if _libc.umount2(path.encode(), _MNT_DETACH) != 0 and ctypes.get_errno() not in (
+        errno.EINVAL,
+        errno.ENOENT,
+    ):
+        err = ctypes.get_errno()
+        raise DataplaneError("unmount namespace", name, err)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise DataplaneError("remove namespace", name, exc.errno) from exc
+
+
+def _set_sysctls(session: _Session, sysctls: list[tuple[str, str]]) -> None:
+    if not sysctls:
+        return
+
+    def write() -> None:
+        _join_netns(session.fd)
+        _write_sysctls(sysctls)
+
+    try:
+        _in_thread(write)
+    except OSError as exc:
+        raise DataplaneError("set sysctls", f"{sysctls} in {session.name}", exc.errno) from exc
+
+
+def _link_up(session: _Session, dev: str) -> None:
+    index = session.ifindex(dev)
+    if index is not None:
+        session.ipr.link("set", index=index, state="up")
+
+
+class _Applier:
+    """Holds one session per namespace for the duration of one apply."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, _Session] = {}
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+        self.sessions.clear()
+
+    def session(self, name: str) -> _Session | None:
+        if name not in self.sessions:
+            if not os.path.exists(_netns_path(name)):
+                return None
+            self.sessions[name] = _open_session(name)
+        return self.sessions[name]
+
+    def need(self, name: str, what: str) -> _Session:
+        session = self.session(name)
+        if session is None:
+            raise DataplaneError(what, f"namespace {name}", errno.ENOENT)
+        return session
+
+    # -- removal -----------------------------------------------------------------------------------
+
+    def remove(self, diff: PlanDiff) -> None:
+        for n in diff.remove_neighbours:
+            self._quiet_delete(n.namespace, "delete neighbour", n, partial(_neigh, cmd="del", obj=n))
+        for r in diff.remove_rules:
+            self._quiet_delete(r.namespace, "delete rule", r, partial(_rule, cmd="del", obj=r))
+        for rt in diff.remove_routes:
+            self._quiet_delete(rt.namespace, "delete route", rt, partial(_route, cmd="del", obj=rt))
+        for a in diff.remove_addresses:
+            self._quiet_delete(a.namespace, "delete address", a, partial(_addr, cmd="del", obj=a))
+        for link in diff.remove_links:
+            # A veth goes with either end; try the other one when the first namespace is already gone.
+            for ns, dev in link.devices:
+                session = self.session(ns)
+                if session is not None and self._delete_link(session, dev, link):
+                    break
+        for namespace in diff.remove_namespaces:
+            if namespace.name in self.sessions:
+                self.sessions.pop(namespace.name).close()
+            _remove_netns(namespace.name)
+
+    def _delete_link(self, session: _Session, dev: str, link: Link) -> bool:
+        index = session.ifindex(dev)
+        if index is None:
+            return False
+        try:
+            session.ipr.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise DataplaneError("delete link", _describe(link), exc.code) from exc
+        session.index.pop(dev, None)
+        return True
+
+    def _quiet_delete(self, ns: str, op: str, obj: object, fn: Callable[[_Session], None]) -> None:
+        session = self.session(ns)
+        if session is None:
+            return
+        try:
+            fn(session)
+        except _NoDevice:
+            pass
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise DataplaneError(op, _describe(obj), exc.code) from exc
+
+    # -- creation ----------------------------------------------------------------------------------
+
+    def add(self, diff: PlanDiff) -> None:
+        for ns in diff.add_namespaces:
+            self.sessions[ns.name] = _create_netns(ns)
+        for link in diff.add_links:
+            if isinstance(link, Bridge):
+                self._bridge(link)
+        for link in diff.add_links:
+            if isinstance(link, Veth):
+                self._veth(link)
+        by_ns: dict[str, list[tuple[str, str]]] = {}
+        for ns_name, key, value in diff.set_sysctls:
+            by_ns.setdefault(ns_name, []).append((key, value))
+        for ns_name, sysctls in by_ns.items():
+            _set_sysctls(self.need(ns_name, "set sysctls"), sysctls)
+        for a in diff.add_addresses:
+            self._do(a.namespace, "add address", a, partial(_addr, cmd="add", obj=a), tolerate=errno.EEXIST)
+        # Routes without a gateway first: a gateway must be reachable when its route is added.
+        for rt in sorted(diff.add_routes, key=lambda r: r.via is not None):
+            self._do(rt.namespace, "add route", rt, partial(_route, cmd="replace", obj=rt))
+        for r in diff.add_rules:
+            self._do(r.namespace, "add rule", r, partial(_rule, cmd="add", obj=r), tolerate=errno.EEXIST)
+        for n in diff.add_neighbours:
+            self._do(n.namespace, "add neighbour", n, partial(_neigh, cmd="replace", obj=n))
+
+    def _do(
+        self, ns: str, op: str, obj: object, fn: Callable[[_Session], None], tolerate: int | None = None
+    ) -> None:
+        session = self.need(ns, op)
+        try:
+            fn(session)
+        except _NoDevice as exc:
+            raise DataplaneError(op, _describe(obj), errno.ENODEV, f"no device {exc.args[0]}") from exc
+        except NetlinkError as exc:
+            if exc.code != tolerate:
+                raise DataplaneError(op, _describe(obj), exc.code) from exc
+
+    def _bridge(self, bridge: Bridge) -> None:
+        session = self.need(bridge.namespace, "add bridge")
+        existing = session.ifindex(bridge.name)
+        try:
+            if existing is None:
+                index = session.take_index()
+                session.ipr.link(
+                    "add", ifname=bridge.name, kind="bridge", index=index, address=bridge.mac, state="up"
+                )
+                session.index[bridge.name] = index
+            else:
+                session.ipr.link("set", index=existing, address=bridge.mac, state="up")
+        except NetlinkError as exc:
+            raise DataplaneError("add bridge", _describe(bridge), exc.code) from exc
+
+    def _veth(self, veth: Veth) -> None:
+        # Create from the end that is a bridge port, so the master goes in the same message; the
+        # other end is created directly in its namespace (IFLA_NET_NS_FD on the peer).
+        main, other = (
+            (veth.peer, veth.end) if veth.peer.master and not veth.end.master else (veth.end, veth.peer)
+        )
+        ms = self.need(main.namespace, "add veth")
+        os_ = self.need(other.namespace, "add veth")
+        try:
+            if ms.ifindex(main.name) is not None and os_.ifindex(other.name) is None:
+                # Half a pair cannot be: a leftover from another plan. Replace it.
+                ms.ipr.link("del", index=ms.index.pop(main.name))
+            if ms.ifindex(main.name) is None:
+                if os_.ifindex(other.name) is not None:
+                    os_.ipr.link("del", index=os_.index.pop(other.name))
+                index = ms.take_index()
+                spec: dict[str, Any] = {"ifname": main.name, "kind": "veth", "index": index, "state": "up"}
+                if main.mac:
+                    spec["address"] = main.mac
+                if main.master:
+                    spec["master"] = self._master(ms, main)
+                peer: dict[str, Any] = {"ifname": other.name, "net_ns_fd": os_.fd}
+                if other.mac:
+                    peer["address"] = other.mac
+                spec["peer"] = peer
+                ms.ipr.link("add", **spec)
+                ms.index[main.name] = index
+            else:
+                self._ensure_end(ms, main)
+            self._ensure_end(os_, other)
+        except NetlinkError as exc:
+            raise DataplaneError("add veth", _describe(veth), exc.code) from exc
+
+    def _master(self, session: _Session, end: VethEnd) -> int:
+        assert end.master is not None
+        index = session.ifindex(end.master)
+        if index is None:
+            raise DataplaneError(
+                "add veth", f"{end.name} in {end.namespace}", errno.ENODEV, f"no bridge {end.master}"
+            )
+        return index
+
+    def _ensure_end(self, session: _Session, end: VethEnd) -> None:
+        index = session.ifindex(end.name)
+        if index is None:
+            raise NetlinkError(errno.ENODEV, f"{end.name} missing in {end.namespace}")
+        spec: dict[str, Any] = {"index": index, "state": "up"}
+        if end.mac:
+            spec["address"] = end.mac
+        if end.master:
+            spec["master"] = self._master(session, end)
+        session.ipr.link("set", **spec)
+
+
+class _NoDevice(Exception):
+    """An object refers to an interface that does not exist in its namespace."""
+
+
+def _dev(session: _Session, dev: str) -> int:
+    index = session.ifindex(dev)
+    if index is None:
+        raise _NoDevice(dev)
+    return index
+
+
+_IFA_F_NOPREFIXROUTE = 0x200  # linux/if_addr.h
+
+
+def _addr(session: _Session, cmd: str, obj: Address) -> None:
+    a = obj
+    extra: dict[str, Any] = {} if a.prefix_route or cmd == "del" else {"flags": _IFA_F_NOPREFIXROUTE}
+    session.ipr.addr(
+        cmd,
+        index=_dev(session, a.dev),
+        address=str(a.address.ip),
+        prefixlen=a.address.network.prefixlen,
+        **extra,
+    )
+
+
+def _route(session: _Session, cmd: str, obj: Route) -> None:
+    r = obj
+    spec: dict[str, Any] = {"dst": str(r.dst), "table": r.table}
+    if cmd != "del":
+        spec["oif"] = _dev(session, r.dev)
+        spec["scope"] = _SCOPES[r.scope]
+        if r.via is not None:
+            spec["gateway"] = str(r.via)
+        if r.onlink:
+            spec["flags"] = _RTNH_F_ONLINK
+    session.ipr.route(cmd, **spec)
+
+
+def _rule(session: _Session, cmd: str, obj: Rule) -> None:
+    r = obj
+    spec: dict[str, Any] = {"priority": r.priority, "table": r.table}
+    if r.src is not None:
+        spec.update(src=str(r.src.network_address), src_len=r.src.prefixlen)
+    if r.dst is not None:
+        spec.update(dst=str(r.dst.network_address), dst_len=r.dst.prefixlen)
+    session.ipr.rule(cmd, **spec)
+
+
+def _neigh(session: _Session, cmd: str, obj: Neighbour) -> None:
+    n = obj
+    session.ipr.neigh(
+        cmd, dst=str(n.address), lladdr=n.mac, ifindex=_dev(session, n.dev), state=_NUD_PERMANENT
+    )
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, Veth):
+        return f"veth {obj.end.name}@{obj.end.namespace} <-> {obj.peer.name}@{obj.peer.namespace}"
+    if isinstance(obj, Bridge):
+        return f"bridge {obj.name} in {obj.namespace}"
+    if isinstance(obj, Address):
+        return f"address {obj.address} on {obj.dev} in {obj.namespace}"
+    if isinstance(obj, Route):
+        via = f" via {obj.via}" if obj.via else ""
+        return f"route {obj.dst}{via} dev {obj.dev} table {obj.table} in {obj.namespace}"
+    if isinstance(obj, Rule):
+        return f"rule {obj.priority} from {obj.src or 'all'} to {obj.dst or 'all'} lookup {obj.table} in {obj.namespace}"
+    if isinstance(obj, Neighbour):
+        return f"neighbour {obj.address} lladdr {obj.mac} dev {obj.dev} in {obj.namespace}"
+    return str(obj)
+
+
+def apply_kernel_plan(kp: KernelPlan, previous: KernelPlan | None = None) -> PlanDiff:
+    """Make ``kp`` real, starting from ``previous`` (what the last successful apply made).
+
+    Objects of ``previous`` missing from ``kp`` are removed, new ones created, unchanged ones not
+    touched; the same plan twice does nothing the second time. With ``previous`` None every object
+    is ensured (existing ones adopted), which is how a restarted daemon converges. Returns the work
+    done. Raises DataplaneError naming the operation, the object and the errno.
+    """
+    diff = diff_plans(previous, kp)
+    if diff.empty:
+        return diff
+    applier = _Applier()
+    try:
+        applier.remove(diff)
+        applier.add(diff)
+    except NetlinkError as exc:
+        raise DataplaneError("apply", "kernel plan", exc.code) from exc
+    finally:
+        applier.close()
+    return diff
+
+
+def remove_emulation(emulation: str) -> list[str]:
+    """Delete every namespace of ``emulation``, knowing nothing but its name (the daemon may be dead).
+
+    Veths always have both ends in the emulation's namespaces, so unmounting the namespaces removes
+    every link, address, route and rule with them. Returns the names removed.
+    """
+    prefix = names.netns_prefix(emulation)
+    removed = []
+    for name in list_netns(prefix):
+        _remove_netns(name)
+        removed.append(name)
+    return removed

@@ -1,0 +1,300 @@
+"""Real packets between namespaces, many at once, and the verdicts they imply.
+
+Each probe's socket is made in its source namespace (setns, socket, setns back, on the event loop's
+own thread; see ``nsutil``) and then driven by one asyncio loop, so a hundred dropped packets cost one
+timeout rather than a hundred. TCP (and SCTP) probes connect and, towards a built-in port, also send an
+HTTP GET and read the JSON naming the pod; UDP probes send a datagram and wait for the echo. An ICMP
+port unreachable surfaces as a refusal on the connected UDP socket.
+
+Errors form a closed set: ``timeout`` (nothing came back), ``refused`` (RST or ICMP port
+unreachable), ``reset``, ``unreachable`` (no route, host or network unreachable), ``blocked`` (a
+firewall in the source namespace refused to send), ``unsupported`` (protocol not in this kernel),
+``bad-reply`` (connected, but the built-in reply was not what it should be), ``no-namespace`` and
+``error`` (anything else; ``detail`` says what).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from acknet.dataplane.apply.nsutil import HomeNamespaceLost, NetnsSwitcher, raise_open_file_limit
+from acknet.errors import DataplaneError
+
+DEFAULT_TIMEOUT = 1.0
+# One descriptor per probe in flight; 4096 lets 10,000 dropped probes finish in about three timeouts.
+_MAX_CONCURRENCY = 4096
+_MAX_REPLY = 1 << 16
+_UDP_PAYLOAD = b"acknet-probe\n"
+
+TIMEOUT = "timeout"
+REFUSED = "refused"
+RESET = "reset"
+UNREACHABLE = "unreachable"
+BLOCKED = "blocked"
+UNSUPPORTED = "unsupported"
+BAD_REPLY = "bad-reply"
+NO_NAMESPACE = "no-namespace"
+ERROR = "error"
+
+_ERRNO_KINDS = {
+    errno.ECONNREFUSED: REFUSED,
+    errno.ECONNRESET: RESET,
+    errno.ECONNABORTED: RESET,
+    errno.EPIPE: RESET,
+    errno.EHOSTUNREACH: UNREACHABLE,
+    errno.ENETUNREACH: UNREACHABLE,
+    errno.EHOSTDOWN: UNREACHABLE,
+    errno.ENETDOWN: UNREACHABLE,
+    errno.EADDRNOTAVAIL: UNREACHABLE,
+    errno.ETIMEDOUT: TIMEOUT,
+    errno.EPERM: BLOCKED,
+    errno.EACCES: BLOCKED,
+    errno.EPROTONOSUPPORT: UNSUPPORTED,
+    errno.ESOCKTNOSUPPORT: UNSUPPORTED,
+    errno.EAFNOSUPPORT: UNSUPPORTED,
+}
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One probe: from a namespace to ``ip:port``; ``source``/``target`` label it for verdicts.
+
+    ``http`` marks a built-in port, which must also answer an HTTP GET with its JSON.
+    """
+
+    netns: str
+    ip: str
+    port: int
+    protocol: str = "TCP"
+    http: bool = False
+    source: str = ""
+    target: str = ""
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe saw. ``started`` is ``time.monotonic()``, to show that probes overlapped."""
+
+    job: ProbeJob
+    connected: bool
+    answered: bool
+    error: str | None = None
+    detail: str = ""
+    reply: dict[str, Any] | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def allowed(self) -> bool:
+        """UDP needs an answer (silence is not consent); TCP needs the connection, plus the HTTP reply
+        from a built-in port."""
+        if self.job.protocol == "UDP":
+            return self.answered
+        return self.connected and (self.answered or not self.job.http)
+
+    def to_json(self) -> dict[str, Any]:
+        job = self.job
+        return {
+            "from": job.source or job.netns,
+            "to": job.target or job.ip,
+            "netns": job.netns,
+            "ip": job.ip,
+            "port": job.port,
+            "protocol": job.protocol,
+            "allowed": self.allowed,
+            "connected": self.connected,
+            "answered": self.answered,
+            "error": self.error,
+            "detail": self.detail,
+            "reply": self.reply,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def classify_os_error(exc: OSError) -> str:
+    """The probe error kind for a socket error."""
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    return _ERRNO_KINDS.get(exc.errno or 0, ERROR)
+
+
+def parse_http_reply(data: bytes) -> dict[str, Any]:
+    """The JSON object of a built-in server's HTTP 200 reply; ValueError when it is anything else."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no complete HTTP header")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or status[1] != b"200":
+        raise ValueError(f"status line {head[:60]!r}")
+    reply = json.loads(body)
+    if not isinstance(reply, dict):
+        raise ValueError("the body is not a JSON object")
+    return reply
+
+
+def _parse_udp_reply(data: bytes) -> dict[str, Any] | None:
+    """The echo's JSON when it is the built-in server's; any datagram back still counts as an answer."""
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+async def _read_to_eof(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    data = b""
+    while len(data) < _MAX_REPLY:
+        chunk = await loop.sock_recv(sock, _MAX_REPLY)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def _probe_stream(sock: socket.socket, job: ProbeJob, timeout: float) -> tuple[bool, bool, Any]:
+    """(connected, answered, reply) of a TCP/SCTP probe; socket errors propagate."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        await loop.sock_connect(sock, (job.ip, job.port))
+    if not job.http:
+        return True, False, None
+    host = f"[{job.ip}]" if ":" in job.ip else job.ip
+    request = (
+        f"GET / HTTP/1.1\r\nHost: {host}:{job.port}\r\nUser-Agent: acknet-probe\r\nConnection: close\r\n\r\n"
+    )
+    async with asyncio.timeout(timeout):
+        await loop.sock_sendall(sock, request.encode())
+        data = await _read_to_eof(loop, sock)
+    return True, True, parse_http_reply(data)
+
+
+async def _probe_datagram(sock: socket.socket, job: ProbeJob, timeout: float) -> dict[str, Any] | None:
+    """The reply of a UDP probe; sends once more halfway through, as a lost first datagram is normal."""
+    loop = asyncio.get_running_loop()
+    sock.connect((job.ip, job.port))  # connected, so that ICMP errors reach this socket
+    for _attempt in range(2):
+        await loop.sock_sendall(sock, _UDP_PAYLOAD)
+        try:
+            async with asyncio.timeout(timeout / 2):
+                return _parse_udp_reply(await loop.sock_recv(sock, _MAX_REPLY))
+        except TimeoutError:
+            continue
+    raise TimeoutError
+
+
+def _new_socket(switcher: NetnsSwitcher, job: ProbeJob) -> socket.socket:
+    family = socket.AF_INET6 if ":" in job.ip else socket.AF_INET
+    kind = socket.SOCK_DGRAM if job.protocol == "UDP" else socket.SOCK_STREAM
+    proto = socket.IPPROTO_SCTP if job.protocol == "SCTP" else 0
+    sock = switcher.socket(job.netns, family, kind, proto)
+    sock.setblocking(False)
+    if job.source_ip:
+        try:
+            sock.bind((job.source_ip, 0))
+        except OSError:
+            sock.close()
+            raise
+    return sock
+
+
+async def _run_job(
+    job: ProbeJob, switcher: NetnsSwitcher, limit: asyncio.Semaphore, timeout: float
+) -> ProbeResult:
+    async with limit:
+        started = time.monotonic()
+        connected = answered = False
+        reply: dict[str, Any] | None = None
+        error: str | None = None
+        detail = ""
+        try:
+            sock = _new_socket(switcher, job)
+        except HomeNamespaceLost:
+            raise
+        except DataplaneError as exc:
+            return ProbeResult(job, False, False, NO_NAMESPACE, str(exc), None, started, 0.0)
+        except OSError as exc:
+            return ProbeResult(job, False, False, classify_os_error(exc), str(exc), None, started, 0.0)
+        try:
+            if job.protocol == "UDP":
+                reply = await _probe_datagram(sock, job, timeout)
+                answered = True
+            else:
+                connected, answered, reply = await _probe_stream(sock, job, timeout)
+        except TimeoutError:
+            # A TCP probe that connected but got no HTTP reply in time keeps connected=True.
+            connected = connected or (job.protocol != "UDP" and job.http and _is_connected(sock))
+            error = TIMEOUT
+        except OSError as exc:
+            connected = connected or (job.protocol != "UDP" and _is_connected(sock))
+            error, detail = classify_os_error(exc), str(exc)
+        except ValueError as exc:
+            connected, error, detail = True, BAD_REPLY, str(exc)
+        finally:
+            sock.close()
+        return ProbeResult(
+            job, connected, answered, error, detail, reply, started, time.monotonic() - started
+        )
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+async def probe_all(
+    jobs: Sequence[ProbeJob], *, timeout: float = DEFAULT_TIMEOUT, concurrency: int | None = None
+) -> list[ProbeResult]:
+    """Run every job, at most ``concurrency`` at once; results in the order of ``jobs``.
+
+    Call from the thread that runs the loop: that thread briefly enters each source namespace.
+    """
+    if concurrency is None:
+        concurrency = max(16, min(_MAX_CONCURRENCY, raise_open_file_limit() - 128))
+    limit = asyncio.Semaphore(concurrency)
+    with NetnsSwitcher() as switcher:
+        return await asyncio.gather(*(_run_job(job, switcher, limit, timeout) for job in jobs))
+
+
+def run_probes(
+    jobs: Sequence[ProbeJob], *, timeout: float = DEFAULT_TIMEOUT, concurrency: int | None = None
+) -> list[ProbeResult]:
+    """Synchronous ``probe_all`` for callers without an event loop (the CLI, tests)."""
+    return asyncio.run(probe_all(jobs, timeout=timeout, concurrency=concurrency))
+
+
+def verdicts(results: Iterable[ProbeResult]) -> dict[str, list[dict[str, Any]]]:
+    """DESIGN.md's check/probe JSON, in the order the pairs first appear.
+
+    Results with the same labels, port and protocol (the backends behind one Service or SLB) make one
+    verdict: allowed when every one is allowed, not allowed when none is, and otherwise not allowed
+    with ``"partial": true``.
+    """
+    groups: dict[tuple[str, str, int, str], list[bool]] = {}
+    for result in results:
+        job = result.job
+        key = (job.source or job.netns, job.target or job.ip, job.port, job.protocol)
+        groups.setdefault(key, []).append(result.allowed)
+    out: list[dict[str, Any]] = []
+    for (source, target, port, protocol), allowed in groups.items():
+        verdict: dict[str, Any] = {
+            "from": source,
+            "to": target,
+            "port": port,
+            "protocol": protocol,
+            "allowed": all(allowed),
+        }
+        if any(allowed) and not all(allowed):
+            verdict["partial"] = True
+        out.append(verdict)
+    return {"verdicts": out}
