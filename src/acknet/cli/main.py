@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from acknet.cli import live
 from acknet.cli.output import out, print_data, print_diagnostics
 from acknet.cli.plan_view import plan_json, plan_tables
 from acknet.controllers.plan import plan as make_plan
@@ -86,3 +88,63 @@ def main() -> None:
     except AcknetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
+
+
+Name = Annotated[str, typer.Option("--name", help="The emulation's name (lowercase letters and digits).")]
+State = Annotated[Path | None, typer.Option("--state", help="State folder (default /var/lib/acknet/NAME).")]
+
+
+class GetFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+@app.command()
+def up(files: Files, name: Name = "acknet", state: State = None) -> None:
+    """Build or update the emulation from the files; returns when every pod is running and ready."""
+    _load(files)  # every error before anything is built
+    raise typer.Exit(live.up(read_sources(files), name, state))
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="pods, nodes, ecs, vswitches, securitygroups, services")],
+    name: Name = "acknet",
+    state: State = None,
+    output: Annotated[GetFormat, typer.Option("-o", "--output")] = GetFormat.table,
+) -> None:
+    """List objects of a running emulation; -o json gives {"items": [...]}, pods in Kubernetes shape."""
+    raise typer.Exit(live.get(kind, name, state, output.value))
+
+
+@app.command(
+    "exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="NAMESPACE/POD, ecs/NAME or internet")],
+    name: Name = "acknet",
+    state: State = None,
+) -> None:
+    """Run a command in a pod, an ECS instance or the Internet: acknet exec shop/web-x -- curl ..."""
+    live.exec_in(name, state, target, list(ctx.args))
+
+
+delete_app = typer.Typer(help="Delete an object of a running emulation.", no_args_is_help=True)
+app.add_typer(delete_app, name="delete")
+
+
+@delete_app.command("pod")
+def delete_pod(
+    target: Annotated[str, typer.Argument(help="NAMESPACE/NAME")], name: Name = "acknet", state: State = None
+) -> None:
+    """Delete a pod; its Deployment replaces it under a new name, as on a real cluster."""
+    raise typer.Exit(live.delete_pod(name, state, target))
+
+
+@app.command()
+def down(name: Name = "acknet", state: State = None) -> None:
+    """Remove every namespace, link, process and nftables table of the emulation, and nothing else."""
+    raise typer.Exit(live.down(name, state))

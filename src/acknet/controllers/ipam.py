@@ -210,7 +210,8 @@ class _TerwayNode:
         )
 
     def keep(self, old: Eni, claims: list[tuple[int, PlannedPod]], out: list[PodAddress | None]) -> None:
-        """Re-creates a previous ENI and gives its pods their addresses back, when all of it still fits."""
+        """Re-creates a previous ENI while it still suits the node (a pod VSwitch of its zone, within the
+        quota, same ENI mode), and gives each of its pods the address it had, while there is room."""
         exclusive = self.node.eni_mode == "exclusive"
         vswitch = next((v for v in self.vswitches if v.name == old.vswitch), None)
         if (

@@ -81,8 +81,9 @@ def _final_pod(desired: DesiredPod, placement: Placement, address: PodAddress) -
 
 
 class _Planner:
-    def __init__(self, resources: Resources, previous: Plan | None) -> None:
+    def __init__(self, resources: Resources, previous: Plan | None, retired: frozenset[str]) -> None:
         self.resources = resources
+        self.retired = retired
         self.book = AddressBook.from_resources(resources)
         self.registry = EniRegistry()
         self.prev_instances: dict[str, Instance] = {}
@@ -110,7 +111,7 @@ class _Planner:
         if flannel:
             nodes = assign_pod_cidrs(cluster, nodes, self.prev_instances)
         ready = {n.name: not flannel or n.pod_cidr is not None for n in nodes}
-        desired = expand_workloads(name, objs)
+        desired = expand_workloads(name, objs, self.retired)
         previous_nodes = {key: pod.node for key, pod in prev_pods.items() if pod.node is not None}
         placements = schedule(nodes, desired, previous_nodes, ready)
         nodes, addresses = allocate_pod_addresses(
@@ -162,7 +163,11 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def plan(resources: Resources, previous: Plan | None = None) -> Plan:
-    """The planned state of ``resources``; with ``previous``, allocations that are still valid are kept."""
+def plan(resources: Resources, previous: Plan | None = None, retired: frozenset[str] = frozenset()) -> Plan:
+    """The planned state of ``resources``; with ``previous``, allocations that are still valid are kept.
+
+    ``retired`` holds pods ("namespace/name") that were deleted or whose process died: a bare pod stays
+    gone, a Deployment's replica comes back under a new name, as its ReplicaSet makes a new pod.
+    """
     with _cyclic_gc_paused():
-        return _Planner(resources, previous).run()
+        return _Planner(resources, previous, retired).run()

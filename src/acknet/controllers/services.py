@@ -27,7 +27,7 @@ KUBERNETES_OFFSET = 1  # default/kubernetes, the API server's Service
 
 
 def kube_dns_service() -> Service:
-    """The Service ACK creates for CoreDNS, as ``kubectl get svc -n kube-system kube-dns -o yaml`` shows it."""
+    """The Service ACK creates for CoreDNS (``kubectl get svc -n kube-system kube-dns -o yaml``)."""
     return Service(
         api_version="v1",
         kind="Service",

@@ -184,5 +184,5 @@ class Plan:
     routes: tuple[RouteEntry, ...]
     # cluster name -> address of kube-dns (.10 of its service CIDR)
     cluster_dns: Mapping[str, IPv4Address] = field(default_factory=dict)
-    # LoadBalancer name -> VIP of every intranet CLB from the files, taken from its VSwitch (given or allocated)
+    # LoadBalancer name -> VIP of each intranet CLB of the files, from its VSwitch (given or allocated)
     slb_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)

@@ -8,7 +8,7 @@ ECS primary IPs, Terway ENI addresses, intranet SLB VIPs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 
 from acknet.controllers.exceptions import AddressUnavailable, RangeFull, VSwitchFull
@@ -59,9 +59,6 @@ class AddressPool:
     @property
     def free(self) -> int:
         return self.size - len(self._owners)
-
-    def __contains__(self, address: IPv4Address) -> bool:
-        return (int(address) - self._base) in self._owners
 
     def owner(self, address: IPv4Address) -> str | None:
         return self._owners.get(int(address) - self._base)
@@ -123,10 +120,6 @@ class AddressPool:
         return RangeFull(
             f"no free address in {self.label} ({self.network}) for {owner}: all {self.size} are used"
         )
-
-    def addresses(self) -> Iterator[tuple[IPv4Address, str]]:
-        for offset, owner in sorted(self._owners.items()):
-            yield self.network.network_address + offset, owner
 
 
 class VSwitchAllocator(AddressPool):

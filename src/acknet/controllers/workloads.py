@@ -105,15 +105,22 @@ def _replicas(cluster: str, deployment: Deployment, taken: set[str]) -> list[Des
     return _pods(cluster, deployment.namespace, names, template.spec, labels, annotations, owner)
 
 
-def expand_workloads(cluster: str, objs: KubeObjects) -> list[DesiredPod]:
+def expand_workloads(
+    cluster: str, objs: KubeObjects, retired: frozenset[str] = frozenset()
+) -> list[DesiredPod]:
     """Every pod of the cluster, sorted by (namespace, name).
 
     Bare pods' names are taken first: a generated name that happens to equal one gets another suffix,
     as the API server's AlreadyExists makes the ReplicaSet controller retry.
     """
     taken: dict[str, set[str]] = {}
+    for key in retired:
+        namespace, _, name = key.partition("/")
+        taken.setdefault(namespace, set()).add(name)  # a replacement never reuses a retired name
     out = []
     for (namespace, name), pod in objs.pods.items():
+        if f"{namespace}/{name}" in retired:
+            continue  # deleted; nothing recreates a bare pod
         taken.setdefault(namespace, set()).add(name)
         labels, annotations = dict(pod.labels), dict(pod.metadata.annotations)
         out.extend(_pods(cluster, namespace, [name], pod.spec, labels, annotations, None))

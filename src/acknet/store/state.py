@@ -82,7 +82,8 @@ class StateStore:
         blob = pickle.dumps(plan) if plan is not None else None
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO revisions (created, sources, plan) VALUES (?, ?, ?)", (time.time(), payload, blob)
+                "INSERT INTO revisions (created, sources, plan) VALUES (?, ?, ?)",
+                (time.time(), payload, blob),
             )
             # Older revisions are history only; keep a few for `acknet check --against`-style diffs.
             db.execute("DELETE FROM revisions WHERE id < ?", (int(cursor.lastrowid or 0) - 20,))
@@ -94,7 +95,9 @@ class StateStore:
 
     def latest(self) -> Revision | None:
         with self._connect() as db:
-            row = db.execute("SELECT id, created, sources, plan FROM revisions ORDER BY id DESC LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT id, created, sources, plan FROM revisions ORDER BY id DESC LIMIT 1"
+            ).fetchone()
         if row is None:
             return None
         sources = tuple(Source(s["name"], s["text"]) for s in json.loads(row[2]))

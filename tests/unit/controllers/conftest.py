@@ -78,7 +78,9 @@ class Docs:
         )
 
     @staticmethod
-    def pool(name: str = "default", count: int = 2, instance_type: str = "ecs.g7.xlarge", **extra: str) -> str:
+    def pool(
+        name: str = "default", count: int = 2, instance_type: str = "ecs.g7.xlarge", **extra: str
+    ) -> str:
         """One node pool in flow style; ``extra`` adds or overrides fields (vswitches, eniMode, labels)."""
         fields = {"name": name, "instanceType": instance_type, "vswitches": "[node-h]", "count": str(count)}
         fields.update(extra)

@@ -34,7 +34,12 @@ def test_first_pod_takes_the_secondary_enis_own_primary_ip(docs, plan_yaml) -> N
     (pod,) = planned.pods
     eth0, eth1 = node(planned, "ack-default-0").enis
     assert eth0.ips == (ip("192.168.0.1"),)  # the primary ENI never carries pods
-    assert (eth1.index, eth1.vswitch, eth1.primary_ip, eth1.ips) == (1, "pod-h", ip("192.168.32.1"), (ip("192.168.32.1"),))
+    assert (eth1.index, eth1.vswitch, eth1.primary_ip, eth1.ips) == (
+        1,
+        "pod-h",
+        ip("192.168.32.1"),
+        (ip("192.168.32.1"),),
+    )
     assert eth1.security_groups == ("cluster-sg",)
     assert (pod.ip, pod.eni, pod.phase, pod.node) == (eth1.primary_ip, eth1.id, "Running", "ack-default-0")
 
@@ -63,7 +68,9 @@ def test_fullest_eni_is_filled_first_then_a_new_eni_is_made(docs, plan_yaml) -> 
     ("vswitches", "chosen"),
     [
         pytest.param(("pod-a", "192.168.64.0/28", "pod-b", "192.168.65.0/24"), "pod-b", id="most-free-wins"),
-        pytest.param(("pod-a", "192.168.64.0/24", "pod-b", "192.168.65.0/24"), "pod-a", id="tie-keeps-config-order"),
+        pytest.param(
+            ("pod-a", "192.168.64.0/24", "pod-b", "192.168.65.0/24"), "pod-a", id="tie-keeps-config-order"
+        ),
     ],
 )
 def test_new_eni_goes_to_the_pod_vswitch_with_most_free_addresses(docs, plan_yaml, vswitches, chosen) -> None:
@@ -82,18 +89,22 @@ def test_new_eni_goes_to_the_pod_vswitch_with_most_free_addresses(docs, plan_yam
     ("build", "running", "reason"),
     [
         pytest.param(
-            lambda d: d.vswitch("tiny", "192.168.64.0/29")
-            + d.cluster(d.pool(count=1), spec=("podVSwitches: [tiny]",))
-            + d.deployment("web", 6),
+            lambda d: (
+                d.vswitch("tiny", "192.168.64.0/29")
+                + d.cluster(d.pool(count=1), spec=("podVSwitches: [tiny]",))
+                + d.deployment("web", 6)
+            ),
             4,
             "IPResInsufficient: no free address in pod vSwitches tiny of zone cn-hangzhou-h",
             id="pod-vswitch-exhausted",
         ),
         pytest.param(
-            lambda d: d.vswitch("tiny", "192.168.64.0/29")
-            + d.vswitch("tiny2", "192.168.64.8/29")
-            + d.cluster(d.pool(count=1), spec=("podVSwitches: [tiny, tiny2]",))
-            + d.deployment("web", 10),
+            lambda d: (
+                d.vswitch("tiny", "192.168.64.0/29")
+                + d.vswitch("tiny2", "192.168.64.8/29")
+                + d.cluster(d.pool(count=1), spec=("podVSwitches: [tiny, tiny2]",))
+                + d.deployment("web", 10)
+            ),
             8,
             "IPResInsufficient: no free address in pod vSwitches tiny, tiny2 of zone cn-hangzhou-h",
             id="every-pod-vswitch-of-the-zone-exhausted",
@@ -145,13 +156,19 @@ def test_flannel_pod_cidrs_gateway_pods_and_routes(docs, plan_yaml) -> None:
     spec = ("networkPlugin: flannel", "podCidr: 172.20.0.0/16", "nodeCidrMask: 24")
     planned = plan_yaml(docs.CLOUD + docs.cluster(docs.pool(count=2), spec=spec) + docs.deployment("web", 3))
     cidrs = {i.name: i.pod_cidr for i in planned.instances}
-    assert cidrs == {"ack-default-0": IPv4Network("172.20.0.0/24"), "ack-default-1": IPv4Network("172.20.1.0/24")}
+    assert cidrs == {
+        "ack-default-0": IPv4Network("172.20.0.0/24"),
+        "ack-default-1": IPv4Network("172.20.1.0/24"),
+    }
     assert cni0_gateway(IPv4Network("172.20.0.0/24")) == ip("172.20.0.1")
     by_node: dict[str, set[IPv4Address]] = {}
     for pod in planned.pods:
         assert pod.eni is None and pod.phase == "Running"
         by_node.setdefault(pod.node, set()).add(pod.ip)
-    assert by_node == {"ack-default-0": {ip("172.20.0.2"), ip("172.20.0.3")}, "ack-default-1": {ip("172.20.1.2")}}
+    assert by_node == {
+        "ack-default-0": {ip("172.20.0.2"), ip("172.20.0.3")},
+        "ack-default-1": {ip("172.20.1.2")},
+    }
     assert [(r.vpc, r.destination, r.next_hop, r.next_hop_type) for r in planned.routes] == [
         ("vpc", IPv4Network("172.20.0.0/24"), "ack-default-0", "Instance"),
         ("vpc", IPv4Network("172.20.1.0/24"), "ack-default-1", "Instance"),
@@ -161,7 +178,10 @@ def test_flannel_pod_cidrs_gateway_pods_and_routes(docs, plan_yaml) -> None:
 
 def test_flannel_defaults_are_acks(docs, plan_yaml) -> None:
     planned = plan_yaml(docs.CLOUD + docs.cluster(docs.pool(count=2), spec=("networkPlugin: flannel",)))
-    assert [i.pod_cidr for i in planned.instances] == [IPv4Network("172.20.0.0/25"), IPv4Network("172.20.0.128/25")]
+    assert [i.pod_cidr for i in planned.instances] == [
+        IPv4Network("172.20.0.0/25"),
+        IPv4Network("172.20.0.128/25"),
+    ]
 
 
 def test_flannel_vxlan_backend_needs_no_vpc_routes(docs, plan_yaml) -> None:
@@ -206,7 +226,7 @@ def test_exclusive_pods_keep_their_enis(docs, plan_yaml) -> None:
     pools = docs.cluster(docs.pool(count=1, eniMode="exclusive"))
     before = plan_yaml(docs.CLOUD + pools + bare(docs, ["a", "b", "c"]))
     after = plan_yaml(docs.CLOUD + pools + bare(docs, ["b", "c"]), before)
-    assert [p for p in after.pods] == [p for p in before.pods if p.name != "a"]
+    assert list(after.pods) == [p for p in before.pods if p.name != "a"]
     kept = {e.exclusive_pod for e in after.instances[0].enis[1:]}
     assert kept == {"default/b", "default/c"}
 
@@ -219,4 +239,6 @@ def test_flannel_nodes_keep_their_pod_cidr(docs, plan_yaml) -> None:
     (b,) = after.instances
     assert b.pod_cidr == IPv4Network("172.20.1.0/24")  # not the now free 172.20.0.0/24
     assert after.pods == before.pods
-    assert after.routes == (RouteEntry("vpc", b.pod_cidr, "ack-b-0", description=after.routes[0].description),)
+    assert after.routes == (
+        RouteEntry("vpc", b.pod_cidr, "ack-b-0", description=after.routes[0].description),
+    )

@@ -34,12 +34,16 @@ class Topology:
     pods: int
 
     def yaml(self, pods: list[str]) -> str:
-        docs = ["apiVersion: acknet.io/v1\nkind: VPC\nmetadata: {name: vpc}\nspec: {cidrBlock: 192.168.0.0/16}"]
+        docs = [
+            "apiVersion: acknet.io/v1\nkind: VPC\nmetadata: {name: vpc}\nspec: {cidrBlock: 192.168.0.0/16}"
+        ]
         docs.append("apiVersion: acknet.io/v1\nkind: SecurityGroup\nmetadata: {name: sg}\nspec: {vpc: vpc}")
 
         def vswitch(name: str, cidr: str, zone: str) -> None:
-            docs.append(f"apiVersion: acknet.io/v1\nkind: VSwitch\nmetadata: {{name: {name}}}\n"
-                        f"spec: {{vpc: vpc, cidrBlock: {cidr}, zoneId: cn-hangzhou-{zone}}}")
+            docs.append(
+                f"apiVersion: acknet.io/v1\nkind: VSwitch\nmetadata: {{name: {name}}}\n"
+                f"spec: {{vpc: vpc, cidrBlock: {cidr}, zoneId: cn-hangzhou-{zone}}}"
+            )
 
         pod_vswitches, node_vswitches = [], []
         for z, zone in enumerate("hi"[: self.zones]):
@@ -51,8 +55,10 @@ class Topology:
             node_vswitches.append(f"pod-{zone}0" if self.nodes_in_pod_vswitch else f"node-{zone}")
         if self.fixed_ecs:
             # A fixed address in the middle of the first pod VSwitch: IPAM must step around it.
-            docs.append("apiVersion: acknet.io/v1\nkind: ECSInstance\nmetadata: {name: fixed}\n"
-                        "spec: {vswitch: pod-h0, securityGroups: [sg], privateIpAddress: 192.168.64.3}")
+            docs.append(
+                "apiVersion: acknet.io/v1\nkind: ECSInstance\nmetadata: {name: fixed}\n"
+                "spec: {vswitch: pod-h0, securityGroups: [sg], privateIpAddress: 192.168.64.3}"
+            )
         network = "flannel" if self.mode == "flannel" else "terway"
         eni_mode = "exclusive" if self.mode == "exclusive" else "shared"
         docs.append(
@@ -63,7 +69,9 @@ class Topology:
             f"count: {self.nodes}, eniMode: {eni_mode}}}"
         )
         for name in pods:
-            docs.append(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c}}]")
+            docs.append(
+                f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c}}]"
+            )
         return "\n---\n".join(docs)
 
 

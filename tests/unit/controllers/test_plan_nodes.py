@@ -61,7 +61,9 @@ def test_node_max_pods_follow_the_quota(docs, plan_yaml, instance_type, enis, ip
     ],
 )
 def test_flannel_max_pods_is_bounded_by_the_node_pod_cidr(docs, plan_yaml, mask: int, max_pods: int) -> None:
-    text = docs.CLOUD + docs.cluster(docs.pool(count=1), spec=("networkPlugin: flannel", f"nodeCidrMask: {mask}"))
+    text = docs.CLOUD + docs.cluster(
+        docs.pool(count=1), spec=("networkPlugin: flannel", f"nodeCidrMask: {mask}")
+    )
     (node,) = plan_yaml(text).instances
     assert node.max_pods == max_pods
     assert node.eni_mode == "shared"
@@ -101,8 +103,12 @@ def test_primary_eni_is_index_zero_with_the_cluster_security_groups(docs, plan_y
     (node,) = plan_yaml(docs.CLOUD + docs.cluster(docs.pool(count=1))).instances
     (eth0,) = node.enis
     assert (eth0.index, eth0.instance, eth0.vswitch, eth0.primary_ip, eth0.ips) == (
-        0, "ack-default-0", "node-h", node.primary_ip, (node.primary_ip,),
-    )  # fmt: skip
+        0,
+        "ack-default-0",
+        "node-h",
+        node.primary_ip,
+        (node.primary_ip,),
+    )
     assert node.security_groups == eth0.security_groups == ("cluster-sg",)
     assert eth0.exclusive_pod is None
 
@@ -111,7 +117,11 @@ def test_fixed_ecs_address_is_reserved_before_any_allocation(docs, plan_yaml) ->
     # The ECS sorts after the cluster's nodes would be allocated, yet keeps its .1.
     text = docs.CLOUD + docs.cluster(docs.pool(count=2)) + ECS_FIXED
     by_name = {i.name: i.primary_ip for i in plan_yaml(text).instances}
-    assert by_name == {"zz-fixed": ip("192.168.0.1"), "ack-default-0": ip("192.168.0.2"), "ack-default-1": ip("192.168.0.3")}
+    assert by_name == {
+        "zz-fixed": ip("192.168.0.1"),
+        "ack-default-0": ip("192.168.0.2"),
+        "ack-default-1": ip("192.168.0.3"),
+    }
 
 
 def test_standalone_ecs_instance(docs, plan_yaml) -> None:
@@ -129,8 +139,12 @@ spec:
 """
     (db,) = plan_yaml(docs.CLOUD + ecs).instances
     assert (db.name, db.zone, db.vswitch, db.primary_ip, db.instance_type) == (
-        "db", "cn-hangzhou-i", "node-i", ip("192.168.1.1"), "ecs.g7.large",
-    )  # fmt: skip
+        "db",
+        "cn-hangzhou-i",
+        "node-i",
+        ip("192.168.1.1"),
+        "ecs.g7.large",
+    )
     assert db.ports == ((3306, "TCP"), (53, "UDP"))
     assert db.command == ("sleep", "infinity")
     assert (db.is_node, db.max_pods, db.cluster) == (False, 0, None)
@@ -139,7 +153,9 @@ spec:
 def test_eni_ids_and_macs_are_well_formed_and_unique(docs, plan_yaml) -> None:
     text = (
         docs.CLOUD
-        + docs.cluster(docs.pool(count=4, instance_type="ecs.g7.large"), docs.pool("x", 2, eniMode="exclusive"))
+        + docs.cluster(
+            docs.pool(count=4, instance_type="ecs.g7.large"), docs.pool("x", 2, eniMode="exclusive")
+        )
         + docs.deployment("web", 40)
         + ECS_FIXED
     )

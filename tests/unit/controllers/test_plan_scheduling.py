@@ -53,7 +53,9 @@ FLANNEL_SMALL = ("networkPlugin: flannel", "podCidr: 172.20.0.0/24", "nodeCidrMa
     ("build", "pending", "reason"),
     [
         pytest.param(
-            lambda d: d.cluster(d.pool(count=2)) + d.deployment("web", 1, spec=("nodeSelector: {disk: ssd}",)),
+            lambda d: (
+                d.cluster(d.pool(count=2)) + d.deployment("web", 1, spec=("nodeSelector: {disk: ssd}",))
+            ),
             1,
             f"0/2 nodes are available: 2 {SELECTOR_MISMATCH}.",
             id="selector-matches-no-node",
@@ -65,8 +67,10 @@ FLANNEL_SMALL = ("networkPlugin: flannel", "podCidr: 172.20.0.0/24", "nodeCidrMa
             id="node-full",
         ),
         pytest.param(
-            lambda d: d.cluster(d.pool("a", 2), d.pool("b", 1, "ecs.g6.large", labels="{x: y}"))
-            + d.deployment("web", 7, spec=("nodeSelector: {x: y}",)),
+            lambda d: (
+                d.cluster(d.pool("a", 2), d.pool("b", 1, "ecs.g6.large", labels="{x: y}"))
+                + d.deployment("web", 7, spec=("nodeSelector: {x: y}",))
+            ),
             1,
             f"0/3 nodes are available: 1 Too many pods, 2 {SELECTOR_MISMATCH}.",
             id="full-and-mismatched-sorted-like-kube-scheduler",
@@ -84,10 +88,13 @@ FLANNEL_SMALL = ("networkPlugin: flannel", "podCidr: 172.20.0.0/24", "nodeCidrMa
             id="no-nodes",
         ),
         pytest.param(
-            lambda d: d.cluster(d.pool(count=3), spec=FLANNEL_SMALL)
-            + d.deployment("web", 1, spec=("nodeSelector: {kubernetes.io/hostname: ack-default-2}",)),
+            lambda d: (
+                d.cluster(d.pool(count=3), spec=FLANNEL_SMALL)
+                + d.deployment("web", 1, spec=("nodeSelector: {kubernetes.io/hostname: ack-default-2}",))
+            ),
             1,
-            "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/network-unavailable: }, "
+            "0/3 nodes are available: "
+            "1 node(s) had untolerated taint {node.kubernetes.io/network-unavailable: }, "
             f"2 {SELECTOR_MISMATCH}.",
             id="flannel-node-without-pod-cidr-is-tainted",
         ),
@@ -98,22 +105,29 @@ FLANNEL_SMALL = ("networkPlugin: flannel", "podCidr: 172.20.0.0/24", "nodeCidrMa
             id="node-name-does-not-exist",
         ),
         pytest.param(
-            lambda d: d.cluster(d.pool(count=1, instance_type="ecs.g6.large"))
-            + "".join(d.pod(f"p{i}", spec=("nodeName: ack-default-0",)) for i in range(7)),
+            lambda d: (
+                d.cluster(d.pool(count=1, instance_type="ecs.g6.large"))
+                + "".join(d.pod(f"p{i}", spec=("nodeName: ack-default-0",)) for i in range(7))
+            ),
             1,
-            "OutOfpods: Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 6, capacity: 6",
+            "OutOfpods: Pod was rejected: "
+            "Node didn't have enough resource: pods, requested: 1, used: 6, capacity: 6",
             id="node-name-on-a-full-node",
         ),
         pytest.param(
-            lambda d: d.cluster(d.pool(count=1))
-            + d.pod("picky", spec=("nodeName: ack-default-0", "nodeSelector: {disk: ssd}")),
+            lambda d: (
+                d.cluster(d.pool(count=1))
+                + d.pod("picky", spec=("nodeName: ack-default-0", "nodeSelector: {disk: ssd}"))
+            ),
             1,
             "NodeAffinity: Pod was rejected: Predicate NodeAffinity failed",
             id="node-name-with-mismatched-selector",
         ),
     ],
 )
-def test_unplaceable_pods_stay_pending_with_a_reason(docs, plan_yaml, build, pending: int, reason: str) -> None:
+def test_unplaceable_pods_stay_pending_with_a_reason(
+    docs, plan_yaml, build, pending: int, reason: str
+) -> None:
     pods = plan_yaml(docs.CLOUD + build(docs)).pods
     waiting = [p for p in pods if p.phase == "Pending"]
     assert len(waiting) == pending

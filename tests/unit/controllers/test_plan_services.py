@@ -30,7 +30,11 @@ def svc(docs, name: str, *spec: str, namespace: str = "default") -> str:
 def test_kube_dns_is_always_planned(docs, plan_yaml) -> None:
     planned = plan_yaml(cluster_with(docs))
     dns = services(planned)["kube-system/kube-dns"]
-    assert (dns.type, dns.cluster_ip, dict(dns.selector)) == ("ClusterIP", ip("172.21.0.10"), {"k8s-app": "kube-dns"})
+    assert (dns.type, dns.cluster_ip, dict(dns.selector)) == (
+        "ClusterIP",
+        ip("172.21.0.10"),
+        {"k8s-app": "kube-dns"},
+    )
     assert [(p.name, p.port, p.protocol, p.target_port) for p in dns.ports] == [
         ("dns", 53, "UDP", 53),
         ("dns-tcp", 53, "TCP", 53),
@@ -59,7 +63,14 @@ def test_cluster_dns_is_the_dot_10_of_the_service_cidr(docs, plan_yaml, cidr: st
     ],
 )
 def test_kube_dns_from_the_files_replaces_the_default(docs, plan_yaml, given, expected) -> None:
-    text = cluster_with(docs) + svc(docs, "kube-dns", "selector: {k8s-app: coredns}", "ports: [{name: dns, port: 53, protocol: UDP}]", *given, namespace="kube-system")
+    text = cluster_with(docs) + svc(
+        docs,
+        "kube-dns",
+        "selector: {k8s-app: coredns}",
+        "ports: [{name: dns, port: 53, protocol: UDP}]",
+        *given,
+        namespace="kube-system",
+    )
     planned = plan_yaml(text)
     (dns,) = [s for s in planned.services if s.name == "kube-dns"]
     assert (dns.cluster_ip, dict(dns.selector), len(dns.ports)) == (ip(expected), {"k8s-app": "coredns"}, 1)
@@ -80,7 +91,9 @@ def test_given_cluster_ips_are_taken_before_any_is_allocated(docs, plan_yaml) ->
     base = cluster_with(docs)
     hashed = services(plan_yaml(base + svc(docs, "a")))["default/a"].cluster_ip
     # "b" sorts after "a" but asks for the very address "a" would hash to: it gets it, "a" moves.
-    planned = services(plan_yaml(base + svc(docs, "a") + svc(docs, "b", "clusterIP: " + str(hashed), *PORT_80)))
+    planned = services(
+        plan_yaml(base + svc(docs, "a") + svc(docs, "b", "clusterIP: " + str(hashed), *PORT_80))
+    )
     assert planned["default/b"].cluster_ip == hashed
     assert planned["default/a"].cluster_ip not in (hashed, None)
 
@@ -89,12 +102,22 @@ def test_given_cluster_ips_are_taken_before_any_is_allocated(docs, plan_yaml) ->
     ("spec", "cluster_ip", "headless", "external_name"),
     [
         pytest.param(("clusterIP: None", *PORT_80), None, True, None, id="headless"),
-        pytest.param(("type: ExternalName", "externalName: db.example.com"), None, False, "db.example.com", id="external-name"),
+        pytest.param(
+            ("type: ExternalName", "externalName: db.example.com"),
+            None,
+            False,
+            "db.example.com",
+            id="external-name",
+        ),
     ],
-)  # fmt: skip
+)
 def test_services_without_a_cluster_ip(docs, plan_yaml, spec, cluster_ip, headless, external_name) -> None:
     planned = services(plan_yaml(cluster_with(docs) + svc(docs, "x", *spec)))["default/x"]
-    assert (planned.cluster_ip, planned.headless, planned.external_name) == (cluster_ip, headless, external_name)
+    assert (planned.cluster_ip, planned.headless, planned.external_name) == (
+        cluster_ip,
+        headless,
+        external_name,
+    )
 
 
 def test_hashed_addresses_do_not_move_when_other_services_come_and_go(docs, plan_yaml) -> None:
@@ -102,13 +125,17 @@ def test_hashed_addresses_do_not_move_when_other_services_come_and_go(docs, plan
     first = services(plan_yaml(base + "".join(svc(docs, f"s{i:02d}") for i in range(20))))
     names = [f"s{i:02d}" for i in range(10, 20)] + [f"t{i:02d}" for i in range(10)]
     second = services(plan_yaml(base + "".join(svc(docs, n) for n in names)))
-    assert all(second[f"default/s{i:02d}"].cluster_ip == first[f"default/s{i:02d}"].cluster_ip for i in range(10, 20))
+    assert all(
+        second[f"default/s{i:02d}"].cluster_ip == first[f"default/s{i:02d}"].cluster_ip for i in range(10, 20)
+    )
     assert all(IPv4Network("172.21.0.0/20").supernet_of(IPv4Network(s.cluster_ip)) for s in second.values())
 
 
 def test_previous_allocations_are_kept(docs, plan_yaml) -> None:
     base = cluster_with(docs)
-    pinned = svc(docs, "web", "type: NodePort", "clusterIP: 172.21.9.9", "ports: [{port: 80, nodePort: 31000}]")
+    pinned = svc(
+        docs, "web", "type: NodePort", "clusterIP: 172.21.9.9", "ports: [{port: 80, nodePort: 31000}]"
+    )
     before = plan_yaml(base + pinned)
     # The given values are gone from the files; the Service keeps what it was allocated (an update,
     # not a new Service), where a fresh plan would hash it elsewhere.
@@ -123,12 +150,33 @@ def test_previous_allocations_are_kept(docs, plan_yaml) -> None:
     ("spec", "expected"),
     [
         pytest.param(("type: ClusterIP", "ports: [{port: 80}]"), [None], id="cluster-ip-has-none"),
-        pytest.param(("type: NodePort", "ports: [{name: a, port: 80}, {name: b, port: 443, nodePort: 30443}]"), ["auto", 30443], id="given-is-honoured"),
-        pytest.param(("type: LoadBalancer", "ports: [{port: 80}]"), ["auto"], id="load-balancer-gets-node-ports"),
-        pytest.param(("type: NodePort", "ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]"), ["auto", "same"], id="same-port-number-shares-one"),
-        pytest.param(("type: NodePort", "ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP, nodePort: 30053}]"), [30053, 30053], id="shares-a-given-one-too"),
+        pytest.param(
+            ("type: NodePort", "ports: [{name: a, port: 80}, {name: b, port: 443, nodePort: 30443}]"),
+            ["auto", 30443],
+            id="given-is-honoured",
+        ),
+        pytest.param(
+            ("type: LoadBalancer", "ports: [{port: 80}]"), ["auto"], id="load-balancer-gets-node-ports"
+        ),
+        pytest.param(
+            (
+                "type: NodePort",
+                "ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]",
+            ),
+            ["auto", "same"],
+            id="same-port-number-shares-one",
+        ),
+        pytest.param(
+            (
+                "type: NodePort",
+                "ports: [{name: dns, port: 53, protocol: UDP},"
+                " {name: dns-tcp, port: 53, protocol: TCP, nodePort: 30053}]",
+            ),
+            [30053, 30053],
+            id="shares-a-given-one-too",
+        ),
     ],
-)  # fmt: skip
+)
 def test_node_ports(docs, plan_yaml, spec, expected) -> None:
     ports = services(plan_yaml(cluster_with(docs) + svc(docs, "x", *spec)))["default/x"].ports
     got = [p.node_port for p in ports]
@@ -142,7 +190,9 @@ def test_node_ports(docs, plan_yaml, spec, expected) -> None:
 
 
 def test_node_ports_are_unique_across_services(docs, plan_yaml) -> None:
-    text = cluster_with(docs) + "".join(svc(docs, f"n{i}", "type: NodePort", "ports: [{port: 80}]") for i in range(200))
+    text = cluster_with(docs) + "".join(
+        svc(docs, f"n{i}", "type: NodePort", "ports: [{port: 80}]") for i in range(200)
+    )
     ports = [p.node_port for s in plan_yaml(text).services for p in s.ports if p.node_port is not None]
     assert len(ports) == len(set(ports)) == 200
 
@@ -156,7 +206,9 @@ def test_node_ports_are_unique_across_services(docs, plan_yaml) -> None:
     ],
 )
 def test_target_port(docs, plan_yaml, port: str, target) -> None:
-    (planned,) = services(plan_yaml(cluster_with(docs) + svc(docs, "x", f"ports: [{port}]")))["default/x"].ports
+    (planned,) = services(plan_yaml(cluster_with(docs) + svc(docs, "x", f"ports: [{port}]")))[
+        "default/x"
+    ].ports
     assert planned.target_port == target
 
 
@@ -165,9 +217,13 @@ def test_target_port(docs, plan_yaml, port: str, target) -> None:
     [
         pytest.param((), None, id="no-affinity"),
         pytest.param(("sessionAffinity: ClientIP",), 10800, id="client-ip-default-3h"),
-        pytest.param(("sessionAffinity: ClientIP", "sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}"), 600, id="client-ip-configured"),
+        pytest.param(
+            ("sessionAffinity: ClientIP", "sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}"),
+            600,
+            id="client-ip-configured",
+        ),
     ],
-)  # fmt: skip
+)
 def test_session_affinity_timeout(docs, plan_yaml, spec, timeout) -> None:
     planned = services(plan_yaml(cluster_with(docs) + svc(docs, "x", *spec, *PORT_80)))["default/x"]
     assert planned.session_affinity_timeout == timeout
@@ -175,12 +231,22 @@ def test_session_affinity_timeout(docs, plan_yaml, spec, timeout) -> None:
 
 def test_fields_carried_over(docs, plan_yaml) -> None:
     text = cluster_with(docs) + svc(
-        docs, "x", "type: LoadBalancer", "selector: {}", "externalTrafficPolicy: Local", "internalTrafficPolicy: Local", *PORT_80
+        docs,
+        "x",
+        "type: LoadBalancer",
+        "selector: {}",
+        "externalTrafficPolicy: Local",
+        "internalTrafficPolicy: Local",
+        *PORT_80,
     )
     planned = services(plan_yaml(text))["default/x"]
     # An empty selector does not survive the API server (omitempty): no endpoints are managed.
     assert planned.selector is None
-    assert (planned.external_traffic_policy, planned.internal_traffic_policy, planned.cluster) == ("Local", "Local", "ack")
+    assert (planned.external_traffic_policy, planned.internal_traffic_policy, planned.cluster) == (
+        "Local",
+        "Local",
+        "ack",
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,12 +22,29 @@ def allocator(cidr: str = "192.168.0.0/24") -> VSwitchAllocator:
 @pytest.mark.parametrize(
     ("cidr", "gw", "reserved_addresses"),
     [
-        pytest.param("192.168.0.0/24", "192.168.0.253", ("192.168.0.0", "192.168.0.253", "192.168.0.254", "192.168.0.255"), id="slash24-dot253"),
-        pytest.param("192.168.32.0/19", "192.168.63.253", ("192.168.32.0", "192.168.63.253", "192.168.63.254", "192.168.63.255"), id="slash19-ack-pod-vswitch"),
-        pytest.param("10.0.0.0/29", "10.0.0.5", ("10.0.0.0", "10.0.0.5", "10.0.0.6", "10.0.0.7"), id="slash29-smallest"),
-        pytest.param("172.16.0.0/16", "172.16.255.253", ("172.16.0.0", "172.16.255.253", "172.16.255.254", "172.16.255.255"), id="slash16-largest"),
+        pytest.param(
+            "192.168.0.0/24",
+            "192.168.0.253",
+            ("192.168.0.0", "192.168.0.253", "192.168.0.254", "192.168.0.255"),
+            id="slash24-dot253",
+        ),
+        pytest.param(
+            "192.168.32.0/19",
+            "192.168.63.253",
+            ("192.168.32.0", "192.168.63.253", "192.168.63.254", "192.168.63.255"),
+            id="slash19-ack-pod-vswitch",
+        ),
+        pytest.param(
+            "10.0.0.0/29", "10.0.0.5", ("10.0.0.0", "10.0.0.5", "10.0.0.6", "10.0.0.7"), id="slash29-smallest"
+        ),
+        pytest.param(
+            "172.16.0.0/16",
+            "172.16.255.253",
+            ("172.16.0.0", "172.16.255.253", "172.16.255.254", "172.16.255.255"),
+            id="slash16-largest",
+        ),
     ],
-)  # fmt: skip
+)
 def test_gateway_is_broadcast_minus_two_and_first_plus_last_three_are_reserved(
     cidr: str, gw: str, reserved_addresses: tuple[str, ...]
 ) -> None:
@@ -49,7 +66,11 @@ def test_allocation_skips_addresses_already_taken() -> None:
     vsw = allocator()
     vsw.reserve(ip("192.168.0.1"), "ecs")
     vsw.reserve(ip("192.168.0.3"), "slb")
-    assert [vsw.allocate("a"), vsw.allocate("b"), vsw.allocate("c")] == [ip("192.168.0.2"), ip("192.168.0.4"), ip("192.168.0.5")]
+    assert [vsw.allocate("a"), vsw.allocate("b"), vsw.allocate("c")] == [
+        ip("192.168.0.2"),
+        ip("192.168.0.4"),
+        ip("192.168.0.5"),
+    ]
     assert vsw.owner(ip("192.168.0.3")) == "slb"
 
 

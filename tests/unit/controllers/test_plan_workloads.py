@@ -60,30 +60,46 @@ def test_pod_template_hash_looks_like_kubernetes_and_is_stable() -> None:
         pytest.param(template(serviceAccountName="robot"), False, id="service-account-changes-it"),
         pytest.param(
             PodTemplate.model_validate(
-                {"metadata": {"labels": {"app": "web"}},
-                 "spec": {"containers": [{"name": "web", "ports": [{"name": "http", "containerPort": 9090}]}]}}
+                {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [{"name": "web", "ports": [{"name": "http", "containerPort": 9090}]}]
+                    },
+                }
             ),
             False,
             id="container-port-changes-it",
         ),
         pytest.param(
             PodTemplate.model_validate(
-                {"metadata": {"labels": {"app": "web"}},
-                 "spec": {"containers": [{"name": "web", "ports": [
-                     {"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]}}
+                {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                            }
+                        ]
+                    },
+                }
             ),
             True,
             id="spelled-out-default-does-not",
         ),
         pytest.param(template(hostNetwork=False), True, id="explicit-default-hostnetwork-does-not"),
     ],
-)  # fmt: skip
+)
 def test_pod_template_hash_changes_with_the_template(changed: PodTemplate, same: bool) -> None:
     assert (pod_template_hash(changed) == pod_template_hash(template())) is same
 
 
 def test_replica_names_labels_and_owner(docs, plan_yaml) -> None:
-    text = docs.CLOUD + docs.cluster(docs.pool()) + docs.deployment("web", 3, namespace="shop", labels="tier: front")
+    text = (
+        docs.CLOUD
+        + docs.cluster(docs.pool())
+        + docs.deployment("web", 3, namespace="shop", labels="tier: front")
+    )
     pods = plan_yaml(text).pods
     assert len(pods) == 3
     hashes = {p.labels["pod-template-hash"] for p in pods}
@@ -92,7 +108,12 @@ def test_replica_names_labels_and_owner(docs, plan_yaml) -> None:
     for p in pods:
         assert re.fullmatch(rf"web-{h}-{CHARS}{{5}}", p.name), p.name
         assert dict(p.labels) == {"app": "web", "tier": "front", "pod-template-hash": h}
-        assert (p.namespace, p.owner, p.cluster, p.service_account) == ("shop", "Deployment/web", "ack", "default")
+        assert (p.namespace, p.owner, p.cluster, p.service_account) == (
+            "shop",
+            "Deployment/web",
+            "ack",
+            "default",
+        )
     assert len({p.name for p in pods}) == 3
 
 

@@ -558,3 +558,8 @@ def remove_emulation(emulation: str) -> list[str]:
         _remove_netns(name)
         removed.append(name)
     return removed
+
+
+def remove_namespace(name: str) -> None:
+    """Deletes one namespace and, with it, every link, address, route and rule inside."""
+    _remove_netns(name)

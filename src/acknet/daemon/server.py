@@ -1,0 +1,59 @@
+"""The daemon's routes: each translates a request into one call on the Emulation, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+from typing import Any
+
+from acknet.api.transport import ApiError, ApiServer
+from acknet.daemon import views
+from acknet.daemon.engine import Emulation
+from acknet.errors import AcknetError, InvalidInput, NotFound
+from acknet.model.documents import Source
+
+
+def register(server: ApiServer, emu: Emulation) -> None:
+    def status(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"name": emu.name, "pid": os.getpid(), **dataclasses.asdict(emu.status)}
+
+    def apply(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        sources = [Source(str(s["name"]), str(s["text"])) for s in body.get("sources", [])]
+        try:
+            revision = emu.submit(sources)
+        except InvalidInput as exc:
+            raise ApiError(422, str(exc), diagnostics=[d.to_json() for d in exc.diagnostics]) from exc
+        return 202, {"revision": revision}
+
+    def get(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        if emu.plan is None:
+            raise ApiError(409, "the emulation has not been built yet")
+        try:
+            return 200, {"items": views.items(emu.plan, query.get("kind", "pods"), emu.ready)}
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from exc
+
+    def delete_pod(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        try:
+            return 200, {"deleted": emu.delete_pod(str(body["namespace"]), str(body["name"]))}
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from exc
+
+    def shutdown(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        removed: list[str] = []
+        if body.get("teardown", True):
+            try:
+                removed = emu.teardown()
+            except AcknetError as exc:
+                raise ApiError(500, str(exc)) from exc
+        # Answer first, then leave: the main thread waits for this signal.
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        return 200, {"removed": removed}
+
+    server.route("GET", "/status", status)
+    server.route("POST", "/apply", apply)
+    server.route("GET", "/objects", get)
+    server.route("POST", "/pods/delete", delete_pod)
+    server.route("POST", "/shutdown", shutdown)
