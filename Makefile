@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ACKNET := $(VENV)/bin/acknet
-DEBIAN_PACKAGES := iproute2 nftables nginx iperf3 python3-venv python3-pip procps
+DEBIAN_PACKAGES := iproute2 nftables nginx iperf3 ethtool python3-venv python3-pip procps
 SHARED ?= ../shared
 
 .PHONY: setup system-packages venv demo test lint unit integration e2e bench clean

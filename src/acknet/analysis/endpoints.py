@@ -86,7 +86,8 @@ class Endpoint:
     """One thing that sends and answers packets: a running pod or an ECS instance (node or standalone).
 
     ``ports`` are what listens: container ports for pods, ``spec.ports`` for standalone ECS instances,
-    and for a node the container ports of its hostNetwork pods (they share its address).
+    and for a node the container ports of its hostNetwork pods (they share its address). For an
+    endpoint that ``runs_command`` they are what it declares, not all it may serve.
     """
 
     name: str  # "NS/POD" or "ecs/NAME", as DESIGN.md spells endpoints
@@ -100,6 +101,9 @@ class Endpoint:
     labels: Mapping[str, str] = field(default_factory=dict)
     cluster: str | None = None
     namespace: str | None = None  # pods only
+    # Runs a user command (a container's or the instance's ``command``): what it listens on beyond the
+    # declared ports cannot be known from the files, unlike acknet's built-in server.
+    runs_command: bool = False
 
     @property
     def on_host_stack(self) -> bool:
@@ -154,6 +158,7 @@ class EndpointIndex:
                 ports=tuple(dict.fromkeys(ports)),
                 labels=inst.labels,
                 cluster=inst.cluster,
+                runs_command=inst.command is not None,
             )
         standalone = tuple(
             ecs_name(i.name) for i in sorted(plan.instances, key=lambda i: i.name) if not i.is_node
@@ -227,6 +232,7 @@ def _pod_endpoint(
             labels=pod.labels,
             cluster=pod.cluster,
             namespace=pod.namespace,
+            runs_command=any(pod.commands),
         ),
         "",
     )

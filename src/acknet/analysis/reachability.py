@@ -22,7 +22,9 @@ The path of a packet (reference/alibaba.md 1.4, 1.5, 2 and 3):
 - Security groups are stateful and judge the first packet of a session (``security_group.evaluate``):
   egress at the source ENI, then ingress at the destination ENI, before any DNAT.
 - At the destination, a port nobody listens on answers with a TCP reset (ICMP port unreachable for
-  UDP): the connection is refused, not dropped.
+  UDP): the connection is refused, not dropped. The declared ports are what listens (acknet's
+  built-in server answers exactly those); an endpoint running its own command is assumed to listen
+  on an undeclared port, and the reason says it was assumed.
 
 A ``Verdict`` is a list of ``Hop``s, one per place that decided, so later layers insert theirs where
 they happen: NetworkPolicy on the pod's ``cali`` veth (after the source pod's egress and before
@@ -343,6 +345,16 @@ class Reachability:
             where = f"{port}/{protocol}"
             if dst.listens(port, protocol):
                 hop = Hop(dst.name, "listener", "accept", f"{where} listens at {dst.name}", rule=where)
+            elif dst.runs_command:
+                # A user's command may listen on ports it never declared (Kubernetes does not require
+                # containerPorts); only the built-in server's sockets are known from the files.
+                hop = Hop(
+                    dst.name,
+                    "listener",
+                    "accept",
+                    f"{where} is not declared at {dst.name}, which runs its own command: assumed to listen",
+                    rule=where,
+                )
             else:
                 # Linux answers a SYN to a closed port with RST, a UDP datagram with ICMP port unreachable.
                 hop = Hop(

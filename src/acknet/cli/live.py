@@ -229,3 +229,34 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
         return
     if b"acknet.daemon" in cmdline:
         os.kill(pid, signal.SIGKILL)
+
+
+def probe(
+    name: str,
+    state: Path | None,
+    sources: list[str] | None,
+    destinations: list[str] | None,
+    ports: list[str] | None,
+    output: str,
+) -> int:
+    """Real packets (TCP connect plus HTTP to built-in ports; UDP request and reply), many at once."""
+    api = running_api(name, state)
+    try:
+        result = api.post("/probe", {"from": sources, "to": destinations, "ports": ports})
+    except DaemonError as exc:
+        err.print(str(exc), style="red", markup=False)
+        return 1
+    if output == "json":
+        print_data(result, "json")
+        return 0
+    rows = [
+        (
+            v["from"],
+            v["to"],
+            f"{v['port']}/{v['protocol']}",
+            "allowed" if v["allowed"] else ("partial" if v.get("partial") else "denied"),
+        )
+        for v in result["verdicts"]
+    ]
+    out.print(table(f"Probe ({len(rows)} pairs and ports)", ["FROM", "TO", "PORT", "VERDICT"], rows))
+    return 0

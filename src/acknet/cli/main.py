@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from acknet.cli import live
+from acknet.cli.check import run_check
 from acknet.cli.output import out, print_data, print_diagnostics
 from acknet.cli.plan_view import plan_json, plan_tables
 from acknet.controllers.plan import plan as make_plan
@@ -148,3 +149,46 @@ def delete_pod(
 def down(name: Name = "acknet", state: State = None) -> None:
     """Remove every namespace, link, process and nftables table of the emulation, and nothing else."""
     raise typer.Exit(live.down(name, state))
+
+
+Selectors = Annotated[
+    list[str] | None,
+    typer.Option(help="NS/POD, ecs/NAME, a kind (pods, ecs) or labels (app=web,tier!=db); repeatable."),
+]
+Ports = Annotated[
+    list[str] | None, typer.Option("--port", help="PORT or PORT/PROTO (80, 53/udp); repeatable.")
+]
+
+
+class CheckFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def check(
+    files: Files,
+    from_: Annotated[
+        list[str] | None, typer.Option("--from", help="Sources (see --to); default: every pod and ECS.")
+    ] = None,
+    to: Selectors = None,
+    port: Ports = None,
+    output: Annotated[CheckFormat, typer.Option("-o", "--output")] = CheckFormat.table,
+) -> None:
+    """Can A reach B, and why — from the files alone, naming the rule that decided each verdict."""
+    raise typer.Exit(run_check(files, from_, to, port, output.value))
+
+
+@app.command()
+def probe(
+    name: Name = "acknet",
+    state: State = None,
+    from_: Annotated[
+        list[str] | None, typer.Option("--from", help="Sources (see --to); default: every pod and ECS.")
+    ] = None,
+    to: Selectors = None,
+    port: Ports = None,
+    output: Annotated[CheckFormat, typer.Option("-o", "--output")] = CheckFormat.table,
+) -> None:
+    """Real packets from every source to every destination and port of a running emulation."""
+    raise typer.Exit(live.probe(name, state, from_, to, port, output.value))

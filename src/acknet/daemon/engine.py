@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acknet.analysis.endpoints import Endpoint as AnalysisEndpoint
+from acknet.analysis.endpoints import EndpointIndex, resolve
+from acknet.analysis.reachability import parse_port
 from acknet.controllers.plan import plan as make_plan
 from acknet.controllers.state import Plan, PlannedPod
 from acknet.dataplane.apply import builtin_server, nftables, processes
@@ -34,13 +37,19 @@ from acknet.dataplane.apply.netlink import apply_kernel_plan, list_netns, remove
 from acknet.dataplane.apply.nsutil import NetnsSwitcher
 from acknet.dataplane.render import names
 from acknet.dataplane.render.kernel import KernelPlan
-from acknet.dataplane.render.security_group import render_security_groups, replace_script, table_name
+from acknet.dataplane.render.security_group import (
+    render_exclusive_pod_security_groups,
+    render_security_groups,
+    replace_script,
+    table_name,
+)
 from acknet.dataplane.render.topology import render_topology
 from acknet.dataplane.render.workloads import Endpoint, Process, Workloads, pod_spec, render_workloads
 from acknet.errors import AcknetError, NotFound
 from acknet.model.build import build_resources
 from acknet.model.documents import Source
 from acknet.model.resources import Resources
+from acknet.observe.probe import ProbeJob
 from acknet.observe.readiness import ReadinessCheck, run_check
 from acknet.store.state import StateStore
 
@@ -153,7 +162,11 @@ class Emulation:
         self._set(phase="applying", stage="planning", done=0, revision=revision, error=None)
         planned = make_plan(resources, previous=self.plan, retired=frozenset(self.retired))
         kernel = render_topology(planned, self.name)
-        tables = render_security_groups(planned, self.name)
+        tables = {names.ecs_netns(self.name, inst): text for inst, text in
+                  render_security_groups(planned, self.name).items()}
+        for key, text in render_exclusive_pod_security_groups(planned, self.name).items():
+            namespace, _, pod = key.partition("/")
+            tables[names.pod_netns(self.name, namespace, pod)] = text
         work = render_workloads(planned, self.name)
         adopting = self.kernel is None
 
@@ -205,9 +218,9 @@ class Emulation:
         for e in gone:
             self.endpoints.pop(e.key, None)
 
-    def _load_security_groups(self, planned: Plan, tables: dict[str, str]) -> int:
+    def _load_security_groups(self, planned: Plan, wanted: dict[str, str]) -> int:
+        """Namespace -> table text; a table is loaded (whole) only when its text changed."""
         changes = 0
-        wanted: dict[str, str] = {names.ecs_netns(self.name, inst): text for inst, text in tables.items()}
         for netns, text in sorted(wanted.items()):
             if self.sg_tables.get(netns) != text:
                 nftables.load_script(netns, replace_script(text, self.name), table_name(self.name))
@@ -378,3 +391,32 @@ class Emulation:
 
 def _builtin(e: Endpoint) -> builtin_server.BuiltinEndpoint:
     return builtin_server.BuiltinEndpoint(e.netns, str(e.ip), e.port, e.protocol, dict(e.identity))
+
+
+def probe_jobs(emulation: str, plan: Plan, sources: Sequence[str] | None, destinations: Sequence[str] | None,
+               ports: Sequence[str] | None) -> list[ProbeJob]:
+    """The probes ``acknet probe`` sends: every source to every destination and port, self-pairs left
+    out; without ports, each destination's declared ones (DESIGN.md). Built-in TCP ports must also
+    answer HTTP, so a connect that lands somewhere else does not count."""
+    index = EndpointIndex.of(plan)
+    srcs = resolve(index, list(sources) if sources else None, "from")
+    dsts = resolve(index, list(destinations) if destinations else None, "to")
+    wanted = [parse_port(p) for p in ports] if ports else None
+    jobs = []
+    for src in srcs:
+        netns = _endpoint_netns(emulation, src)
+        for dst in dsts:
+            if dst.name == src.name:
+                continue
+            for port, protocol in wanted if wanted is not None else dst.ports:
+                builtin = protocol == "TCP" and not dst.runs_command and dst.listens(port, protocol)
+                jobs.append(ProbeJob(netns, str(dst.ip), port, protocol, http=builtin, source=src.name,
+                                     target=dst.name, source_ip=str(src.ip)))
+    return jobs
+
+
+def _endpoint_netns(emulation: str, endpoint: AnalysisEndpoint) -> str:
+    if endpoint.kind == "ecs" or endpoint.on_host_stack:
+        return names.ecs_netns(emulation, endpoint.instance)
+    namespace, _, pod = endpoint.name.partition("/")
+    return names.pod_netns(emulation, namespace, pod)

@@ -10,9 +10,10 @@ from typing import Any
 
 from acknet.api.transport import ApiError, ApiServer
 from acknet.daemon import views
-from acknet.daemon.engine import Emulation
+from acknet.daemon.engine import Emulation, probe_jobs
 from acknet.errors import AcknetError, InvalidInput, NotFound
 from acknet.model.documents import Source
+from acknet.observe.probe import run_probes, verdicts
 
 
 def register(server: ApiServer, emu: Emulation) -> None:
@@ -52,7 +53,19 @@ def register(server: ApiServer, emu: Emulation) -> None:
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
         return 200, {"removed": removed}
 
+    def probe(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        planned = emu.plan
+        if planned is None:
+            raise ApiError(409, "the emulation has not been built yet")
+        try:
+            jobs = probe_jobs(emu.name, planned, body.get("from"), body.get("to"), body.get("ports"))
+        except (AcknetError, ValueError) as exc:
+            raise ApiError(400, str(exc)) from exc
+        results = run_probes(jobs, timeout=float(body.get("timeout", 1.0)))
+        return 200, verdicts(results)
+
     server.route("GET", "/status", status)
+    server.route("POST", "/probe", probe)
     server.route("POST", "/apply", apply)
     server.route("GET", "/objects", get)
     server.route("POST", "/pods/delete", delete_pod)

@@ -623,3 +623,24 @@ def test_hop_json_has_the_trace_shape() -> None:
 def test_endpoint_type_is_what_check_takes(terway: Plan) -> None:
     endpoints: list[Endpoint] = resolve(terway, "ecs", "from")
     assert {e.kind for e in endpoints} == {"ecs"}
+
+
+def test_a_command_may_listen_on_undeclared_ports_and_the_reason_says_so() -> None:
+    tool = doc(
+        "Pod",
+        "tool",
+        "  nodeName: ack-default-0\n  containers:\n  - name: main\n"
+        "    command: [python3, -m, http.server, '5000']\n    ports: [{containerPort: 8000}]",
+        api="v1",
+        meta=", namespace: default, labels: {app: tool}",
+    )
+    planned = plan_of(TERWAY + PODS + tool)
+    verdict = one(planned, "default/web-a", "default/tool", "5000")
+    assert verdict.allowed
+    assert verdict.reasons[-1] == (
+        "5000/TCP is not declared at default/tool, which runs its own command: assumed to listen"
+    )
+    assert (
+        one(planned, "default/web-a", "default/tool", "8000").reasons[-1]
+        == "8000/TCP listens at default/tool"
+    )

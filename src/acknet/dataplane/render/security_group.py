@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from acknet.controllers.state import Eni, Instance, Plan
@@ -96,22 +96,55 @@ def render_security_groups(plan: Plan, emulation: str) -> dict[str, str]:
     groups = plan.resources.security_groups
     members = group_members(plan.instances)
     return {
-        instance.name: _render_instance(instance, groups, members, emulation)
+        instance.name: _render_table(
+            f"security groups of ECS {instance.name} (emulation {emulation})",
+            [e for e in instance.enis if e.exclusive_pod is None],
+            eni_ifname,
+            groups,
+            members,
+            emulation,
+        )
         for instance in sorted(plan.instances, key=lambda i: i.name)
     }
 
 
-def _render_instance(
-    instance: Instance,
+def render_exclusive_pod_security_groups(plan: Plan, emulation: str) -> dict[str, str]:
+    """Pod ("namespace/name") -> the table of its exclusive ENI, which lives in the pod as its eth0.
+
+    Terway moves the whole ENI into the pod (exclusive_eni_linux.go), and the ENI keeps its security
+    groups: the pod's own namespace is where its traffic crosses the ENI.
+    """
+    groups = plan.resources.security_groups
+    members = group_members(plan.instances)
+    running = {p.key for p in plan.pods if p.phase == "Running"}
+    return {
+        eni.exclusive_pod: _render_table(
+            f"security groups of the exclusive ENI {eni.id} of pod {eni.exclusive_pod} (emulation {emulation})",
+            [eni],
+            lambda _: "eth0",
+            groups,
+            members,
+            emulation,
+        )
+        for instance in sorted(plan.instances, key=lambda i: i.name)
+        for eni in instance.enis
+        if eni.exclusive_pod is not None and eni.exclusive_pod in running
+    }
+
+
+def _render_table(
+    title: str,
+    candidates: Sequence[Eni],
+    ifname_of: Callable[[Eni], str],
     groups: Mapping[str, SecurityGroup],
     members: Mapping[str, tuple[IPv4Address, ...]],
     emulation: str,
 ) -> str:
-    # An ENI without a known group has nothing to enforce, and an exclusive ENI lives in its pod.
+    # An ENI without a known group has nothing to enforce.
     enis = [
         eni
-        for eni in sorted(instance.enis, key=lambda e: e.index)
-        if eni.exclusive_pod is None and any(g in groups for g in eni.security_groups)
+        for eni in sorted(candidates, key=lambda e: e.index)
+        if any(g in groups for g in eni.security_groups)
     ]
     sets: dict[str, None] = {}
     chains: list[str] = []
@@ -125,15 +158,15 @@ def _render_instance(
                 cidr = rule.source_cidr_ip if rule.direction == "ingress" else rule.dest_cidr_ip
                 if peer is not None and cidr is None:
                     sets[peer] = None
-        chains.append(_eni_chain(eni, eni_groups, "ingress"))
-        chains.append(_eni_chain(eni, eni_groups, "egress"))
+        chains.append(_eni_chain(eni, eni_groups, "ingress", ifname_of(eni)))
+        chains.append(_eni_chain(eni, eni_groups, "egress", ifname_of(eni)))
 
     lines = [f"table {TABLE_FAMILY} {table_name(emulation)} {{"]
-    lines.append(f"\tcomment {_quote(f'security groups of ECS {instance.name} (emulation {emulation})')}")
+    lines.append(f"\tcomment {_quote(title)}")
     for group in sorted(sets):
         lines.append("")
         lines.extend(_member_set(group, members.get(group, ())))
-    ifnames = [eni_ifname(e) for e in enis]
+    ifnames = [ifname_of(e) for e in enis]
     lines.append("")
     lines.extend(_base_chain("prerouting", "mangle", "iifname", [(n, f"{n}-ingress") for n in ifnames]))
     lines.append("")
@@ -171,8 +204,8 @@ def _base_chain(hook: str, priority: str, key: str, dispatch: Sequence[tuple[str
     return out
 
 
-def _eni_chain(eni: Eni, eni_groups: Sequence[SecurityGroup], direction: str) -> str:
-    name = f"{eni_ifname(eni)}-{direction}"
+def _eni_chain(eni: Eni, eni_groups: Sequence[SecurityGroup], direction: str, ifname: str) -> str:
+    name = f"{ifname}-{direction}"
     addr = "saddr" if direction == "ingress" else "daddr"
     body = [
         # Stateful, as the ECS docs say: replies of an accepted session pass in both directions.
