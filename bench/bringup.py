@@ -55,7 +55,7 @@ from acknet.store.files import read_sources  # noqa: E402
 
 NAME = "bbup"
 YARDSTICK = "bbys"  # the bare namespaces of the yardstick: never an acknet emulation's prefix
-ACKNET = [sys.executable, "-m", "acknet.cli.main"]
+ACKNET = [str(Path(sys.executable).parent / "acknet")]
 DEPLOYMENT_REPLICAS = 20
 
 
@@ -180,7 +180,9 @@ def cli(*args: str) -> float:
     result = subprocess.run([*ACKNET, *args], capture_output=True, text=True, check=False, cwd=ROOT)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"acknet {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        raise SystemExit(
+            f"acknet {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
     return elapsed
 
 
@@ -251,7 +253,9 @@ def apply_alone(folder: Path, profile: str | None) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=25)
     parser.add_argument("--pods-per-node", type=int, default=40)
     parser.add_argument("--profile", help="write a cProfile of the in-process apply here")
@@ -310,27 +314,41 @@ def report(fig: dict[str, float], as_json: bool) -> None:
         print(json.dumps({k: round(v, 3) for k, v in fig.items()}))
         return
     yps = fig["yardstick_ns_per_s"]
-    print(f"topology: {pods:.0f} pods, {fig['namespaces']:.0f} namespaces, {fig['kernel_objects']:.0f} kernel objects,"
-          f" {fig['security_group_tables']:.0f} security-group tables")
+    print(
+        f"topology: {pods:.0f} pods, {fig['namespaces']:.0f} namespaces, {fig['kernel_objects']:.0f} kernel objects,"
+        f" {fig['security_group_tables']:.0f} security-group tables"
+    )
     print("(a) yardstick, bare namespaces:")
-    print(f"    acknet mechanism: create {ys_create:.2f} s ({yps:.0f}/s), delete {fig['acknet_mechanism_delete_s']:.2f} s")
-    print(f"    ip netns add/del: create {fig['ip_netns_add_s']:.2f} s ({fig['ip_netns_add_per_s']:.0f}/s),"
-          f" delete {fig['ip_netns_del_s']:.2f} s")
+    print(
+        f"    acknet mechanism: create {ys_create:.2f} s ({yps:.0f}/s), delete {fig['acknet_mechanism_delete_s']:.2f} s"
+    )
+    print(
+        f"    ip netns add/del: create {fig['ip_netns_add_s']:.2f} s ({fig['ip_netns_add_per_s']:.0f}/s),"
+        f" delete {fig['ip_netns_del_s']:.2f} s"
+    )
     print("(b) acknet up:")
-    print(f"    end to end (CLI): {up_total:.2f} s = daemon start {fig['daemon_start_s']:.2f} s + up {fig['up_cli_s']:.2f} s"
-          f" -> {fig['up_pods_per_s']:.0f} pods/s, {fig['up_pods_per_s'] / yps:.2f} x yardstick")
-    print(f"    apply alone (in process): {fig['apply_kernel_s']:.2f} s -> {fig['apply_pods_per_s']:.0f} pods/s,"
-          f" {fig['apply_pods_per_s'] / yps:.2f} x yardstick; plan+render {fig['plan_render_s']:.2f} s,"
-          f" security groups {fig['security_groups_s']:.2f} s, second apply {fig['second_apply_s']:.3f} s")
+    print(
+        f"    end to end (CLI): {up_total:.2f} s = daemon start {fig['daemon_start_s']:.2f} s + up {fig['up_cli_s']:.2f} s"
+        f" -> {fig['up_pods_per_s']:.0f} pods/s, {fig['up_pods_per_s'] / yps:.2f} x yardstick"
+    )
+    print(
+        f"    apply alone (in process): {fig['apply_kernel_s']:.2f} s -> {fig['apply_pods_per_s']:.0f} pods/s,"
+        f" {fig['apply_pods_per_s'] / yps:.2f} x yardstick; plan+render {fig['plan_render_s']:.2f} s,"
+        f" security groups {fig['security_groups_s']:.2f} s, second apply {fig['second_apply_s']:.3f} s"
+    )
     print("(c) teardown:")
-    print(f"    acknet down (CLI): {fig['down_cli_s']:.2f} s"
-          f" ({fig['down_cli_s'] / fig['acknet_mechanism_delete_s']:.2f} x yardstick delete);"
-          f" remove_emulation in process {fig['remove_emulation_s']:.2f} s")
+    print(
+        f"    acknet down (CLI): {fig['down_cli_s']:.2f} s"
+        f" ({fig['down_cli_s'] / fig['acknet_mechanism_delete_s']:.2f} x yardstick delete);"
+        f" remove_emulation in process {fig['remove_emulation_s']:.2f} s"
+    )
     print("(d) memory per built-in pod:")
-    print(f"    built-in server {fig['builtin_rss_before_kb'] / 1024:.1f} -> {fig['builtin_rss_after_kb'] / 1024:.1f} MB"
-          f" = {builtin_per_pod:.1f} KB/pod; daemon {fig['daemon_rss_before_kb'] / 1024:.1f} ->"
-          f" {fig['daemon_rss_after_kb'] / 1024:.1f} MB = {daemon_per_pod:.1f} KB/pod;"
-          f" together {builtin_per_pod + daemon_per_pod:.1f} KB/pod (aim < 100)")
+    print(
+        f"    built-in server {fig['builtin_rss_before_kb'] / 1024:.1f} -> {fig['builtin_rss_after_kb'] / 1024:.1f} MB"
+        f" = {builtin_per_pod:.1f} KB/pod; daemon {fig['daemon_rss_before_kb'] / 1024:.1f} ->"
+        f" {fig['daemon_rss_after_kb'] / 1024:.1f} MB = {daemon_per_pod:.1f} KB/pod;"
+        f" together {builtin_per_pod + daemon_per_pod:.1f} KB/pod (aim < 100)"
+    )
     print("aims: up >= 300 pods/s, down < 5 s")
 
 

@@ -192,3 +192,7 @@ def probe(
 ) -> None:
     """Real packets from every source to every destination and port of a running emulation."""
     raise typer.Exit(live.probe(name, state, from_, to, port, output.value))
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,7 @@ from acknet.dataplane.render import names
 from acknet.dataplane.render.kernel import (
     Address,
     Bridge,
+    Fdb,
     KernelPlan,
     Link,
     Namespace,
@@ -42,6 +43,7 @@ from acknet.dataplane.render.kernel import (
     Rule,
     Veth,
     VethEnd,
+    Vxlan,
     diff_plans,
     sysctl_device,
 )
@@ -55,6 +57,7 @@ _MS_SHARED: Final = 1 << 20
 _MNT_DETACH: Final = 2
 _NETLINK_ROUTE: Final = 0
 _NUD_PERMANENT: Final = 0x80
+_NTF_SELF: Final = 0x02  # an FDB entry of the device itself (a VXLAN's), not of a bridge it is a port of
 _RTNH_F_ONLINK: Final = 4
 _SCOPES: Final = {"global": 0, "link": 253, "host": 254}
 # Deleting what is already gone is success: apply converges, it does not insist on the path.
@@ -301,6 +304,8 @@ class _Applier:
     # -- removal -----------------------------------------------------------------------------------
 
     def remove(self, diff: PlanDiff) -> None:
+        for f in diff.remove_fdbs:
+            self._quiet_delete(f.namespace, "delete fdb entry", f, partial(_fdb, cmd="del", obj=f))
         for n in diff.remove_neighbours:
             self._quiet_delete(n.namespace, "delete neighbour", n, partial(_neigh, cmd="del", obj=n))
         for r in diff.remove_rules:
@@ -355,6 +360,9 @@ class _Applier:
         for link in diff.add_links:
             if isinstance(link, Veth):
                 self._veth(link)
+        for link in diff.add_links:
+            if isinstance(link, Vxlan):  # after the veths: its underlay must exist
+                self._vxlan(link)
         by_ns: dict[str, list[tuple[str, str]]] = {}
         for ns_name, key, value in diff.set_sysctls:
             by_ns.setdefault(ns_name, []).append((key, value))
@@ -369,6 +377,8 @@ class _Applier:
             self._do(r.namespace, "add rule", r, partial(_rule, cmd="add", obj=r), tolerate=errno.EEXIST)
         for n in diff.add_neighbours:
             self._do(n.namespace, "add neighbour", n, partial(_neigh, cmd="replace", obj=n))
+        for f in diff.add_fdbs:
+            self._do(f.namespace, "add fdb entry", f, partial(_fdb, cmd="replace", obj=f))
 
     def _do(
         self, ns: str, op: str, obj: object, fn: Callable[[_Session], None], tolerate: int | None = None
@@ -429,6 +439,41 @@ class _Applier:
             self._ensure_end(os_, other)
         except NetlinkError as exc:
             raise DataplaneError("add veth", _describe(veth), exc.code) from exc
+
+    def _vxlan(self, vx: Vxlan) -> None:
+        """Create ``vx``, or adopt an existing device when its VXLAN parameters match (else re-create it:
+        the kernel changes none of them in place)."""
+        session = self.need(vx.namespace, "add vxlan")
+        data: dict[str, Any] = {
+            "vxlan_id": vx.vni,
+            "vxlan_local": str(vx.local),
+            "vxlan_port": vx.port,
+            "vxlan_learning": int(vx.learning),
+        }
+        spec: dict[str, Any] = {"state": "up"}
+        if vx.mac:
+            spec["address"] = vx.mac
+        if vx.mtu:
+            spec["mtu"] = vx.mtu
+        try:
+            if vx.underlay is not None:
+                data["vxlan_link"] = _dev(session, vx.underlay)
+            existing = session.ifindex(vx.name)
+            if existing is not None and not _vxlan_matches(session, existing, data):
+                session.ipr.link("del", index=session.index.pop(vx.name))
+                existing = None
+            if existing is None:
+                index = session.take_index()
+                session.ipr.link("add", ifname=vx.name, kind="vxlan", index=index, **data, **spec)
+                session.index[vx.name] = index
+            else:
+                session.ipr.link("set", index=existing, **spec)
+        except _NoDevice as exc:
+            raise DataplaneError(
+                "add vxlan", _describe(vx), errno.ENODEV, f"no device {exc.args[0]}"
+            ) from exc
+        except NetlinkError as exc:
+            raise DataplaneError("add vxlan", _describe(vx), exc.code) from exc
 
     def _master(self, session: _Session, end: VethEnd) -> int:
         assert end.master is not None
@@ -507,11 +552,35 @@ def _neigh(session: _Session, cmd: str, obj: Neighbour) -> None:
     )
 
 
+def _vxlan_matches(session: _Session, index: int, data: dict[str, Any]) -> bool:
+    info = session.ipr.link("get", index=index)[0].get_attr("IFLA_LINKINFO")
+    if info is None or info.get_attr("IFLA_INFO_KIND") != "vxlan":
+        return False
+    got = info.get_attr("IFLA_INFO_DATA")
+    return all(got.get_attr(f"IFLA_{key.upper()}") == value for key, value in data.items())
+
+
+def _fdb(session: _Session, cmd: str, obj: Fdb) -> None:
+    f = obj
+    session.ipr.fdb(
+        cmd,
+        ifindex=_dev(session, f.dev),
+        lladdr=f.mac,
+        dst=str(f.dst),
+        state=_NUD_PERMANENT,
+        flags=_NTF_SELF,
+    )
+
+
 def _describe(obj: object) -> str:
     if isinstance(obj, Veth):
         return f"veth {obj.end.name}@{obj.end.namespace} <-> {obj.peer.name}@{obj.peer.namespace}"
     if isinstance(obj, Bridge):
         return f"bridge {obj.name} in {obj.namespace}"
+    if isinstance(obj, Vxlan):
+        return f"vxlan {obj.name} id {obj.vni} local {obj.local} dstport {obj.port} in {obj.namespace}"
+    if isinstance(obj, Fdb):
+        return f"fdb entry {obj.mac} dst {obj.dst} dev {obj.dev} in {obj.namespace}"
     if isinstance(obj, Address):
         return f"address {obj.address} on {obj.dev} in {obj.namespace}"
     if isinstance(obj, Route):

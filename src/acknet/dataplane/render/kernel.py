@@ -7,8 +7,8 @@ vs. build split, STYLE.md). Security groups, Services and NGINX add their own ta
 elsewhere; this module stays generic.
 
 Identity: every object has a ``key``. Two objects with the same key are the same kernel object; if
-they differ otherwise the kernel object is replaced (routes, neighbours, sysctls) or recreated
-(links, which take their addresses and routes with them — ``diff_plans`` re-adds those).
+they differ otherwise the kernel object is replaced (routes, neighbours, FDB entries, sysctls) or
+recreated (links, which take their addresses and routes with them — ``diff_plans`` re-adds those).
 """
 
 from __future__ import annotations
@@ -98,7 +98,36 @@ class Veth:
         return ((self.end.namespace, self.end.name), (self.peer.namespace, self.peer.name))
 
 
-Link = Bridge | Veth
+@dataclass(frozen=True, slots=True)
+class Vxlan:
+    """A VXLAN device (``ip link add NAME type vxlan id VNI local LOCAL dev UNDERLAY dstport PORT``).
+
+    ``learning`` False is ``nolearning``: remote MACs come only from the FDB entries of the plan, as with
+    flannel's vxlan backend, never from received frames. ``underlay`` is the device the encapsulated
+    packets leave through (flannel: the node's external interface); the kernel deletes the VXLAN device
+    when its underlay goes away, so ``diff_plans`` re-creates it when the underlay is re-created.
+    """
+
+    namespace: str
+    name: str
+    vni: int
+    local: IPv4Address
+    underlay: str | None = None
+    port: int = 4789
+    learning: bool = False
+    mac: str | None = None
+    mtu: int | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("link", self.namespace, self.name)
+
+    @property
+    def devices(self) -> tuple[tuple[str, str], ...]:
+        return ((self.namespace, self.name),)
+
+
+Link = Bridge | Veth | Vxlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +191,22 @@ class Neighbour:
         return (self.namespace, self.dev, str(self.address))
 
 
+@dataclass(frozen=True, slots=True)
+class Fdb:
+    """A permanent forwarding entry of a VXLAN device (``bridge fdb replace MAC dev DEV dst DST self``):
+    frames for ``mac`` are encapsulated towards the remote VTEP ``dst``. One ``dst`` per MAC, so the key
+    leaves ``dst`` out and a changed ``dst`` is a replace."""
+
+    namespace: str
+    dev: str
+    mac: str
+    dst: IPv4Address
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.namespace, self.dev, self.mac)
+
+
 def _sort_key(obj: object) -> tuple[str, ...]:
     key: tuple[str, ...] = obj.key  # type: ignore[attr-defined]
     return key
@@ -177,6 +222,7 @@ class KernelPlan:
     routes: tuple[Route, ...] = ()
     rules: tuple[Rule, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
+    fdbs: tuple[Fdb, ...] = ()
 
     def namespace(self, name: str) -> Namespace:
         for ns in self.namespaces:
@@ -193,6 +239,7 @@ class KernelPlan:
             routes=tuple(r for r in self.routes if r.namespace == name),
             rules=tuple(r for r in self.rules if r.namespace == name),
             neighbours=tuple(n for n in self.neighbours if n.namespace == name),
+            fdbs=tuple(f for f in self.fdbs if f.namespace == name),
         )
 
     def lines(self) -> Iterator[str]:
@@ -204,6 +251,14 @@ class KernelPlan:
         for link in self.links:
             if isinstance(link, Bridge):
                 yield f"link add -n {link.namespace} {link.name} type bridge address {link.mac}"
+            elif isinstance(link, Vxlan):
+                dev = f" dev {link.underlay}" if link.underlay else ""
+                mtu = f" mtu {link.mtu}" if link.mtu else ""
+                learning = "learning" if link.learning else "nolearning"
+                yield (
+                    f"link add -n {link.namespace} {link.name} address {link.mac}{mtu} type vxlan id {link.vni} "
+                    f"local {link.local}{dev} dstport {link.port} {learning}"
+                )
             else:
                 a, b = link.end, link.peer
                 yield (
@@ -223,6 +278,8 @@ class KernelPlan:
             )
         for n in self.neighbours:
             yield f"neigh add -n {n.namespace} {n.address} lladdr {n.mac} dev {n.dev} nud permanent"
+        for f in self.fdbs:
+            yield f"fdb add -n {f.namespace} {f.mac} dev {f.dev} dst {f.dst} self permanent"
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
@@ -249,6 +306,7 @@ def make_plan(
     routes: Iterable[Route],
     rules: Iterable[Rule],
     neighbours: Iterable[Neighbour],
+    fdbs: Iterable[Fdb] = (),
 ) -> KernelPlan:
     """A KernelPlan with every kind sorted by key and keys unique."""
     return KernelPlan(
@@ -258,6 +316,7 @@ def make_plan(
         routes=sorted_by_key(routes),
         rules=sorted_by_key(rules),
         neighbours=sorted_by_key(neighbours),
+        fdbs=sorted_by_key(fdbs),
     )
 
 
@@ -265,8 +324,8 @@ def make_plan(
 class PlanDiff:
     """What apply has to do to go from one plan to the next.
 
-    ``remove_*`` are deleted first (neighbours to namespaces), then ``add_*`` created (namespaces to
-    neighbours). Objects inside a removed namespace are not listed: the namespace takes them along,
+    ``remove_*`` are deleted first (FDB entries and neighbours to namespaces), then ``add_*`` created
+    (namespaces to neighbours and FDB entries). Objects inside a removed namespace are not listed: the namespace takes them along,
     except veths, which are deleted explicitly so their peer in a surviving namespace goes at once
     rather than when the kernel gets round to destroying the namespace.
     """
@@ -277,6 +336,7 @@ class PlanDiff:
     remove_routes: tuple[Route, ...] = ()
     remove_rules: tuple[Rule, ...] = ()
     remove_neighbours: tuple[Neighbour, ...] = ()
+    remove_fdbs: tuple[Fdb, ...] = ()
     add_namespaces: tuple[Namespace, ...] = ()
     # (namespace, key, value): sysctls new or changed in namespaces that already exist, and those of
     # interfaces that are (re)created.
@@ -286,6 +346,7 @@ class PlanDiff:
     add_routes: tuple[Route, ...] = ()
     add_rules: tuple[Rule, ...] = ()
     add_neighbours: tuple[Neighbour, ...] = ()
+    add_fdbs: tuple[Fdb, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -314,6 +375,11 @@ def diff_plans(previous: KernelPlan | None, current: KernelPlan) -> PlanDiff:
     prev_links = set(prev.links)
     remove_links = [lk for lk in prev.links if lk not in cur_links]
     add_links = [lk for lk in current.links if lk not in prev_links]
+    # The kernel deletes a VXLAN device with its underlay: a re-created underlay brings it back too.
+    underlays = {dev for lk in add_links for dev in lk.devices}
+    for lk in current.links:
+        if isinstance(lk, Vxlan) and lk not in add_links and (lk.namespace, lk.underlay) in underlays:
+            add_links.append(lk)
     remade = {dev for lk in add_links for dev in lk.devices}
     remade_bridges = {(b.namespace, b.name) for b in add_links if isinstance(b, Bridge)}
     # A recreated bridge has lost its ports: re-add (ensure) the veths enslaved to it.
@@ -337,12 +403,15 @@ def diff_plans(previous: KernelPlan | None, current: KernelPlan) -> PlanDiff:
     rm_addr, add_addr = kept(current.addresses, prev.addresses)
     rm_route, add_route = kept(current.routes, prev.routes)
     rm_neigh, add_neigh = kept(current.neighbours, prev.neighbours)
+    rm_fdb, add_fdb = kept(current.fdbs, prev.fdbs)
     rm_rule, add_rule = kept(current.rules, prev.rules, on_dev=False)
     # Same key, new value: "replace" updates it in place, no delete needed.
     cur_route_keys = {r.key for r in current.routes}
     cur_neigh_keys = {n.key for n in current.neighbours}
     rm_route = [r for r in rm_route if r.key not in cur_route_keys]
     rm_neigh = [n for n in rm_neigh if n.key not in cur_neigh_keys]
+    cur_fdb_keys = {f.key for f in current.fdbs}
+    rm_fdb = [f for f in rm_fdb if f.key not in cur_fdb_keys]
 
     sysctls: list[tuple[str, str, str]] = []
     for name, ns in cur_ns.items():
@@ -360,6 +429,7 @@ def diff_plans(previous: KernelPlan | None, current: KernelPlan) -> PlanDiff:
         remove_routes=tuple(r for r in rm_route if alive(r.namespace)),
         remove_rules=tuple(r for r in rm_rule if alive(r.namespace)),
         remove_neighbours=tuple(n for n in rm_neigh if alive(n.namespace)),
+        remove_fdbs=tuple(f for f in rm_fdb if alive(f.namespace)),
         add_namespaces=tuple(cur_ns[n] for n in sorted(cur_ns) if n not in prev_ns),
         set_sysctls=tuple(sysctls),
         add_links=tuple(add_links),
@@ -367,4 +437,5 @@ def diff_plans(previous: KernelPlan | None, current: KernelPlan) -> PlanDiff:
         add_routes=tuple(add_route),
         add_rules=tuple(add_rule),
         add_neighbours=tuple(add_neigh),
+        add_fdbs=tuple(add_fdb),
     )

@@ -8,7 +8,9 @@ What is built (DESIGN.md, "The live network"; reference/alibaba.md 1.4, 1.5 and 
   so packets between instances always cross the VRouter as they cross the VPC;
 - Terway shared-ENI pods on veths with policy routing (T:plugin/datapath/policy_router_linux.go),
   exclusive-ENI pods owning their ENI (T:plugin/datapath/exclusive_eni_linux.go), Flannel pods on a
-  ``cni0`` bridge with the ``vpc`` backend (no encapsulation; ACK's default).
+  ``cni0`` bridge with the ``vpc`` backend (no encapsulation; ACK's default) or the ``vxlan`` backend
+  (a ``flannel.1`` VXLAN device per node, built as flannel's backend/vxlan does; the VPC routes only
+  node addresses).
 
 Pure: no I/O, the same plan always renders the same ``KernelPlan``.
 """
@@ -25,6 +27,7 @@ from acknet.dataplane.render.kernel import (
     MAIN_TABLE,
     Address,
     Bridge,
+    Fdb,
     KernelPlan,
     Link,
     Namespace,
@@ -33,6 +36,7 @@ from acknet.dataplane.render.kernel import (
     Rule,
     Veth,
     VethEnd,
+    Vxlan,
     make_plan,
 )
 
@@ -71,6 +75,16 @@ _NODE_SYSCTLS = (
 )
 
 
+# flannel's vxlan backend (flannel:pkg/backend/vxlan): device "flannel.<VNI>" with VNI 1, the Linux
+# VXLAN port 8472 (not IANA's 4789), learning off, and an MTU 50 bytes below the external interface's
+# (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
+FLANNEL_VNI = 1
+FLANNEL_VXLAN_PORT = 8472
+FLANNEL_VXLAN_DEV = f"flannel.{FLANNEL_VNI}"
+VXLAN_OVERHEAD = 50
+ENI_MTU = 1500  # veths are created with the kernel default
+
+
 def _iface_sysctls(dev: str) -> list[tuple[str, str]]:
     return [(f"net.ipv4.conf.{dev}.forwarding", "1"), (f"net.ipv4.conf.{dev}.rp_filter", "0")]
 
@@ -86,6 +100,7 @@ class _Builder:
     routes: dict[tuple[str, ...], Route] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)
+    fdbs: list[Fdb] = field(default_factory=list)
 
     def namespace(self, name: str, sysctls: Iterable[tuple[str, str]] = ()) -> str:
         values = self.sysctls.setdefault(name, dict(_IPV4_ONLY))
@@ -106,6 +121,7 @@ class _Builder:
             self.routes.values(),
             self.rules,
             self.neighbours,
+            self.fdbs,
         )
 
 
@@ -119,6 +135,11 @@ def _network_plugin(plan: Plan, inst: Instance) -> str:
         return cluster.spec.network_plugin
     # Plans built without their Cluster resource (tests): only Flannel nodes carry a PodCIDR.
     return "flannel" if inst.pod_cidr is not None else "terway"
+
+
+def _flannel_backend(plan: Plan, inst: Instance) -> str:
+    cluster = plan.resources.clusters.get(inst.cluster or "")
+    return cluster.spec.flannel_backend if cluster is not None else "vpc"
 
 
 def _service_cidr(plan: Plan, inst: Instance) -> IPv4Network | None:
@@ -233,6 +254,8 @@ def _render_instance(
         gateway = IPv4Interface(f"{inst.pod_cidr[1]}/{inst.pod_cidr.prefixlen}")
         b.addresses.append(Address(ns, names.CNI_BRIDGE, gateway))
         b.namespace(ns, _iface_sysctls(names.CNI_BRIDGE))
+        if _flannel_backend(plan, inst) == "vxlan":
+            _render_flannel_vxlan(b, plan, inst)
 
 
 def _render_shared_pod(b: _Builder, inst: Instance, eni: Eni, pod: PlannedPod, vsw: VSwitchUsage) -> None:
@@ -339,3 +362,51 @@ def _render_flannel_pod(b: _Builder, inst: Instance, pod: PlannedPod) -> None:
     cni0_mac = names.mac_for(f"cni0/{inst.name}")
     b.neighbours.append(Neighbour(pns, names.POD_IFNAME, inst.pod_cidr[1], cni0_mac))
     b.neighbours.append(Neighbour(node, names.CNI_BRIDGE, pod.ip, names.mac_for(f"pod/{pod.key}")))
+
+
+def flannel_vtep_ip(pod_cidr: IPv4Network) -> IPv4Address:
+    """flannel.1's address: the network address (``.0``) of the node's PodCIDR, configured as /32."""
+    return pod_cidr.network_address
+
+
+def flannel_vtep_mac(instance: str) -> str:
+    # flannel lets the kernel pick the VTEP MAC and publishes it in the node annotation
+    # flannel.alpha.coreos.com/backend-data; the plan needs it before the device exists, so it is derived.
+    return names.mac_for(f"{FLANNEL_VXLAN_DEV}/{instance}")
+
+
+def _render_flannel_vxlan(b: _Builder, plan: Plan, inst: Instance) -> None:
+    """flannel's vxlan backend on one node (flannel:pkg/backend/vxlan/vxlan_network.go, handleSubnetEvents).
+
+    The node's own PodCIDR stays on cni0; for every other node of the cluster flannel writes three
+    objects, all keyed by that node's lease: a route ``<PodCIDR> via <VTEP .0> dev flannel.1 onlink``, a
+    permanent neighbour ``<VTEP .0> -> <VTEP MAC>`` and an FDB entry ``<VTEP MAC> -> dst <node IP>``.
+    So flannel.1 never ARPs and never floods; the VPC sees only UDP 8472 between node primary IPs.
+
+    No per-interface sysctls: "flannel.1" holds a dot, which the ``net.ipv4.conf.<dev>`` keys cannot
+    carry, and none are needed (forwarding comes from conf.default, set before the device exists, and
+    the reverse path of a tunnelled pod address is flannel.1 itself).
+    """
+    assert inst.pod_cidr is not None
+    ns = names.ecs_netns(b.emulation, inst.name)
+    b.links.append(
+        Vxlan(
+            ns,
+            FLANNEL_VXLAN_DEV,
+            vni=FLANNEL_VNI,
+            local=inst.primary_ip,
+            underlay=names.eni_ifname(0),
+            port=FLANNEL_VXLAN_PORT,
+            learning=False,
+            mac=flannel_vtep_mac(inst.name),
+            mtu=ENI_MTU - VXLAN_OVERHEAD,
+        )
+    )
+    b.addresses.append(Address(ns, FLANNEL_VXLAN_DEV, IPv4Interface(f"{flannel_vtep_ip(inst.pod_cidr)}/32")))
+    for other in plan.instances:
+        if other.name == inst.name or other.cluster != inst.cluster or other.pod_cidr is None:
+            continue
+        vtep, mac = flannel_vtep_ip(other.pod_cidr), flannel_vtep_mac(other.name)
+        b.route(Route(ns, other.pod_cidr, dev=FLANNEL_VXLAN_DEV, via=vtep, onlink=True))
+        b.neighbours.append(Neighbour(ns, FLANNEL_VXLAN_DEV, vtep, mac))
+        b.fdbs.append(Fdb(ns, FLANNEL_VXLAN_DEV, mac, other.primary_ip))
