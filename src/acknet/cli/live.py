@@ -171,8 +171,15 @@ def delete_pod(name: str, state: Path | None, target: str) -> int:
         raise NotFound(f"{target!r}: name the pod as NAMESPACE/NAME")
     api = running_api(name, state)
     api.post("/pods/delete", {"namespace": namespace, "name": pod})
-    while api.get("/status")["phase"] == "applying":
+    status = api.get("/status")
+    while status["phase"] == "applying":
         time.sleep(0.2)
+        status = api.get("/status")
+    if status["phase"] == "failed":
+        err.print(
+            f"pod {target} deleted, but its replacement failed: {status['error']}", style="red", markup=False
+        )
+        return 1
     out.print(f"pod {target} deleted", highlight=False)
     return 0
 

@@ -45,7 +45,7 @@ from acknet.dataplane.render.security_group import (
 )
 from acknet.dataplane.render.topology import render_topology
 from acknet.dataplane.render.workloads import Endpoint, Process, Workloads, pod_spec, render_workloads
-from acknet.errors import AcknetError, NotFound
+from acknet.errors import AcknetError, DataplaneError, NotFound
 from acknet.model.build import build_resources
 from acknet.model.documents import Source
 from acknet.model.resources import Resources
@@ -174,7 +174,16 @@ class Emulation:
         self._stop_removed(work)
 
         self._stage("building namespaces, links and routes", 2)
-        diff = apply_kernel_plan(kernel, self.kernel)
+        try:
+            diff = apply_kernel_plan(kernel, self.kernel)
+        except DataplaneError:
+            if adopting:
+                raise
+            # The diff's removals are done by now. What failed is an add that met the kernel in
+            # another state than the last plan says: a pod's namespace deleted with it takes the peer
+            # ends of its veths along (an exclusive ENI's VRouter port), and apply's ifindex cache
+            # still holds them. Ensuring the whole plan from what the kernel has converges.
+            diff = apply_kernel_plan(kernel, None)
         if adopting:
             wanted = {ns.name for ns in kernel.namespaces}
             for stray in list_netns(names.netns_prefix(self.name)):
