@@ -31,9 +31,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# The shop, live: namespaces, security groups, pods with real sockets; then what can reach what.
 demo: setup
 	$(ACKNET) validate -f examples/shop
-	$(ACKNET) plan -f examples/shop
+	$(ACKNET) up -f examples/shop
+	$(ACKNET) get nodes
+	$(ACKNET) get pods
+	$(ACKNET) probe --from pods --from ecs/bastion --to ecs/db-1 --to app=web
+	@echo
+	@echo "The shop is running. Explore it:"
+	@echo "  $(ACKNET) get pods | nodes | ecs | vswitches | securitygroups | services"
+	@echo "  $(ACKNET) exec ecs/bastion -- python3 -c 'import socket; socket.create_connection((\"192.168.8.10\", 3306), 2)'"
+	@echo "  $(ACKNET) probe -o json                 # real packets, every pair and port"
+	@echo "  $(ACKNET) check -f examples/shop        # the same answer from the files alone, with reasons"
+	@echo "Take it down with:  $(ACKNET) down"
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

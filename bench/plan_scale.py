@@ -49,8 +49,10 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
             metadata: {{name: pod-{zone[-1]}}}
             spec: {{vpc: big, cidrBlock: 10.{16 + z}.0.0/16, zoneId: {zone}}}
             """)
-        pools.append(f"  - {{name: pool-{zone[-1]}, instanceType: ecs.g7.xlarge, vswitches: [node-{zone[-1]}], "
-                     f"count: {per_zone}}}")
+        pools.append(
+            f"  - {{name: pool-{zone[-1]}, instanceType: ecs.g7.xlarge, vswitches: [node-{zone[-1]}], "
+            f"count: {per_zone}}}"
+        )
     cloud += "---\napiVersion: acknet.io/v1\nkind: Cluster\nmetadata: {name: ack}\nspec:\n  vpc: big\n"
     cloud += "  podVSwitches: [pod-h, pod-i]\n  networkPolicy: true\n  securityGroups: [nodes]\n"
     cloud += "  serviceCidr: 172.16.0.0/16\n  nodePools:\n" + "\n".join(pools) + "\n"
@@ -60,7 +62,8 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
     docs = []
     for d in range(deployments):
         ns = f"ns-{d % NAMESPACES}"
-        docs.append(textwrap.dedent(f"""\
+        docs.append(
+            textwrap.dedent(f"""\
             apiVersion: apps/v1
             kind: Deployment
             metadata: {{name: app-{d}, namespace: {ns}}}
@@ -74,7 +77,8 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
                   - name: main
                     image: registry.example/app:1
                     ports: [{{name: http, containerPort: 8080}}, {{name: metrics, containerPort: 9100}}]
-            """))
+            """)
+        )
     (folder / "apps.yaml").write_text("---\n".join(docs))
 
     docs = []
@@ -82,7 +86,8 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
         d = s % deployments
         ns = f"ns-{d % NAMESPACES}"
         kind = "NodePort" if s % 20 == 0 else "ClusterIP"
-        docs.append(textwrap.dedent(f"""\
+        docs.append(
+            textwrap.dedent(f"""\
             apiVersion: v1
             kind: Service
             metadata: {{name: svc-{s}, namespace: {ns}}}
@@ -90,14 +95,16 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
               type: {kind}
               selector: {{app: app-{d}}}
               ports: [{{name: http, port: 80, targetPort: http}}, {{name: metrics, port: 9100, targetPort: 9100}}]
-            """))
+            """)
+        )
     (folder / "services.yaml").write_text("---\n".join(docs))
 
     docs = []
     for p in range(policies):
         ns = f"ns-{p % NAMESPACES}"
         d = p % deployments
-        docs.append(textwrap.dedent(f"""\
+        docs.append(
+            textwrap.dedent(f"""\
             apiVersion: networking.k8s.io/v1
             kind: NetworkPolicy
             metadata: {{name: pol-{p}, namespace: {ns}}}
@@ -109,7 +116,8 @@ def generate(folder: Path, nodes: int, pods: int, services: int, policies: int) 
                 - podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [t1, t2]}}]}}
                 - namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: ns-{(p + 1) % NAMESPACES}}}}}
                 ports: [{{port: http}}, {{port: 9100, protocol: TCP}}]
-            """))
+            """)
+        )
     (folder / "policies.yaml").write_text("---\n".join(docs))
 
 
@@ -140,14 +148,18 @@ print(done - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, validate
 
 
 def run(script: str, folder: Path) -> list[float]:
-    result = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(folder)], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(result.stderr)
     return [float(x) for x in result.stdout.split()]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=2000)
     parser.add_argument("--pods", type=int, default=60000)
     parser.add_argument("--services", type=int, default=10000)
@@ -161,21 +173,33 @@ def main() -> None:
         base_time, base_rss, docs = run(BASELINE, folder)
         total, rss, validate_time, plan_time, running, services, slices = run(ACKNET, folder)
     figures = {
-        "nodes": args.nodes, "pods": args.pods, "services": args.services, "policies": args.policies,
-        "yaml_mb": round(size / 1e6, 1), "documents": int(docs),
-        "baseline_parse_s": round(base_time, 2), "baseline_peak_mb": round(base_rss / 1024),
-        "validate_s": round(validate_time, 2), "plan_s": round(plan_time, 2), "total_s": round(total, 2),
-        "peak_mb": round(rss / 1024), "time_vs_parse": round(total / base_time, 2),
-        "memory_vs_parse": round(rss / base_rss, 2), "running_pods": int(running),
-        "planned_services": int(services), "endpoint_slices": int(slices),
+        "nodes": args.nodes,
+        "pods": args.pods,
+        "services": args.services,
+        "policies": args.policies,
+        "yaml_mb": round(size / 1e6, 1),
+        "documents": int(docs),
+        "baseline_parse_s": round(base_time, 2),
+        "baseline_peak_mb": round(base_rss / 1024),
+        "validate_s": round(validate_time, 2),
+        "plan_s": round(plan_time, 2),
+        "total_s": round(total, 2),
+        "peak_mb": round(rss / 1024),
+        "time_vs_parse": round(total / base_time, 2),
+        "memory_vs_parse": round(rss / base_rss, 2),
+        "running_pods": int(running),
+        "planned_services": int(services),
+        "endpoint_slices": int(slices),
     }
     if args.json:
         print(json.dumps(figures))
         return
     print(f"input: {figures['yaml_mb']} MB of YAML, {figures['documents']} documents")
     print(f"baseline (libyaml parse only): {base_time:.2f} s, peak {base_rss / 1024:.0f} MB")
-    print(f"acknet validate + plan:        {total:.2f} s (validate {validate_time:.2f} s, plan {plan_time:.2f} s), "
-          f"peak {rss / 1024:.0f} MB")
+    print(
+        f"acknet validate + plan:        {total:.2f} s (validate {validate_time:.2f} s, plan {plan_time:.2f} s), "
+        f"peak {rss / 1024:.0f} MB"
+    )
     print(f"ratio to baseline: time x{total / base_time:.2f}, memory x{rss / base_rss:.2f}")
     print(f"planned: {int(running)} running pods, {int(services)} services, {int(slices)} endpoint slices")
     print("aim: under 10 s and 1 GB")

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import ACKNET, REPO, Emu, netns_of
+from e2e_support import ACKNET, REPO, Emu, netns_of, processes_mentioning
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,6 +45,7 @@ def _teardown(emu: Emu) -> None:
     left = netns_of(emu.prefix)
     assert down.returncode == 0, f"acknet down failed:\n{down.stdout}\n{down.stderr}"
     assert not left, f"namespaces of {emu.name} left behind: {left}"
+    assert not processes_mentioning(str(emu.state)), f"processes of {emu.name} left behind"
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ programs it runs inside pods and ECS instances to send real packets."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,6 +53,22 @@ def netns_of(prefix: str) -> list[str]:
     """Names under /var/run/netns starting with ``prefix`` (what ``ip netns list`` shows)."""
     run = Path("/var/run/netns")
     return sorted(p.name for p in run.iterdir() if p.name.startswith(prefix)) if run.is_dir() else []
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Running processes whose command line contains ``text`` (the daemon and built-in server name
+    their state folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def pid_alive(pid: int) -> bool:

@@ -49,7 +49,9 @@ def emulation(paths: list[str]) -> Iterator[list[str]]:
             yield where
         finally:
             acknet("down", *where, check=False)
-            leaked = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            leaked = subprocess.run(
+                ["ip", "netns", "list"], capture_output=True, text=True, check=True
+            ).stdout
             assert f"{name}-" not in leaked
 
 

@@ -174,10 +174,12 @@ def test_reup_applies_only_the_difference(emu):
     assert emu.connect("ecs/bastion", DB, 3306) == "timeout"
 
 
-def test_delete_pod_is_replaced(emu):
+@pytest.mark.parametrize("node", ["ack-exclusive-0", "ack-default-1"], ids=["exclusive-eni", "shared-eni"])
+def test_delete_pod_is_replaced(emu, node):
     emu.up(SHOP)
     before = emu.pods()
-    victim = of(before, "web")[0]
+    # On the exclusive pool the pod's ENI moves to the replacement; on a shared-ENI node it does not.
+    victim = next(k for k in of(before, "web") if before[k]["spec"]["nodeName"] == node)
     run = emu.acknet("delete", "pod", victim)
     assert "deleted" in run.stdout
 
@@ -187,7 +189,6 @@ def test_delete_pod_is_replaced(emu):
         return pods if len(web) == 3 and victim not in pods and all(ready(pods[k]) for k in web) else None
 
     after = emu.wait_for("the replacement web pod", replaced)
-    assert victim not in after
     new = set(of(after, "web")) - set(before)
     assert len(new) == 1, (before.keys(), after.keys())
     replacement = new.pop()
@@ -198,12 +199,15 @@ def test_delete_pod_is_replaced(emu):
     # The other pods were left alone.
     rest = {k: v for k, v in before.items() if k != victim}
     assert inodes(emu, rest) == inodes(emu, {k: after[k] for k in rest})
-    # The replacement answers as itself.
-    api = of(after, "api")[0]
+    # The replacement answers as itself, across nodes.
+    api = next(
+        k for k in of(after, "api") if after[k]["spec"]["nodeName"] != after[replacement]["spec"]["nodeName"]
+    )
     answer = emu.http(api, f"http://{after[replacement]['status']['podIP']}:8080/")
     assert answer.get("pod") == replacement.split("/")[1], answer
+    assert answer["client"].rsplit(":", 1)[0] == after[api]["status"]["podIP"]
 
-    # A missing pod is an error, exit 1.
+    # A pod that is gone is an error, exit 1.
     missing = emu.acknet("delete", "pod", victim, check=False)
     assert missing.returncode == 1
 
@@ -277,13 +281,17 @@ def test_restarted_daemon_adopts_and_converges(emu):
     before = emu.wait_for("the replacement cart pod", replaced)
     kept = inodes(emu, before)
     builtin = int((emu.state / "builtin.pid").read_text().split()[0])
+    assert emu.connect("ecs/bastion", DB, 3306) == "timeout"
     old = kill_daemon(emu)
 
-    emu.up(SHOP)
+    # The new daemon first converges to the files it finds, then to the changed ones `up` brings.
+    emu.up(changed_shop(emu.tmp))
     assert emu.daemon_pid() not in (None, old)
     after = emu.pods()
-    assert set(after) == set(before)
-    assert inodes(emu, after) == kept, "the new daemon adopts the pods' namespaces and addresses"
+    assert set(after) == set(before) | set(of(after, "echo"))
+    assert len(of(after, "echo")) == 2
+    assert inodes(emu, before) == kept, "the new daemon adopts the pods' namespaces and addresses"
+    assert emu.connect("ecs/bastion", DB, 3306) == "connected"
     assert all(p["status"]["phase"] == "Running" and ready(p) for p in after.values())
     assert int((emu.state / "builtin.pid").read_text().split()[0]) == builtin, (
         "the built-in server is adopted"
@@ -294,4 +302,3 @@ def test_restarted_daemon_adopts_and_converges(emu):
     for dst in of(after, "cart"):
         answer = emu.http(api, f"http://{after[dst]['status']['podIP']}:7070/")
         assert answer.get("pod") == dst.split("/")[1], answer
-    assert emu.connect("ecs/bastion", DB, 3306) == "timeout"

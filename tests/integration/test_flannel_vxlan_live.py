@@ -10,6 +10,7 @@ emulation and is removed by the ``emulation`` fixture.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ from acknet.controllers.state import Plan
 from acknet.dataplane.apply import nftables
 from acknet.dataplane.apply.netlink import apply_kernel_plan
 from acknet.dataplane.render import names
-from acknet.dataplane.render.kernel import KernelPlan
+from acknet.dataplane.render.kernel import KernelPlan, Veth
 from acknet.dataplane.render.security_group import render_security_groups, replace_script, table_name
 from acknet.dataplane.render.topology import flannel_vtep_mac, render_topology
 from acknet.model.build import build_resources
@@ -127,8 +128,9 @@ def run(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
-def build(emulation: str) -> Built:
-    planned = plan(build_resources([Source("vxlan.yaml", FILES)]))
+def build(emulation: str, backend: str = "vxlan") -> Built:
+    files = FILES.replace("flannelBackend: vxlan", f"flannelBackend: {backend}")
+    planned = plan(build_resources([Source(f"{backend}.yaml", files)]))
     assert {p.name: p.phase for p in planned.pods} == {"p": "Running", "q": "Running"}
     kernel = render_topology(planned, emulation)
     apply_kernel_plan(kernel)
@@ -145,6 +147,10 @@ def built(emulation: str) -> Built:
 
 @pytest.fixture
 def echo_servers(built: Built) -> Iterator[None]:
+    yield from serve_echo(built)
+
+
+def serve_echo(built: Built) -> Iterator[None]:
     procs = []
     try:
         for pod in ("p", "q"):
@@ -227,3 +233,37 @@ def test_second_apply_changes_nothing_and_adopts_flannel_1(built: Built) -> None
         run("bridge", "-n", node0, "fdb", "show", "dev", "flannel.1"),
     )
     assert after == before
+
+
+def test_the_same_group_blocks_the_vpc_backend_without_a_pod_cidr_rule(emulation: str) -> None:
+    # The control for the claim above: without the tunnel the group sees pod addresses and drops them.
+    vpc = build(emulation, backend="vpc")
+    vrouter = names.vpc_netns(emulation, "prod")
+    assert "172.20.0.128/25 via" in run("ip", "-n", vrouter, "route", "show")
+    servers = serve_echo(vpc)
+    next(servers)
+    try:
+        assert not tcp_echo(vpc.pod_ns("p"), vpc.pod_ip("q"))
+    finally:
+        servers.close()
+
+
+def test_a_recreated_underlay_brings_the_tunnel_back(built: Built, echo_servers: None) -> None:
+    # The kernel deletes flannel.1 with eth0; the diff re-creates both and everything on flannel.1.
+    node0 = built.node_ns(0)
+    eth0 = next(lk for lk in built.kernel.links if lk.key == ("link", node0, "eth0"))
+    assert isinstance(eth0, Veth)
+    remade = dataclasses.replace(eth0, end=dataclasses.replace(eth0.end, mac="00:16:3e:ff:ff:ff"))
+    # A new ENI MAC, as the VRouter knows it too (else it would deliver to the old one).
+    neighbours = tuple(
+        dataclasses.replace(n, mac=remade.end.mac) if n.mac == eth0.end.mac else n
+        for n in built.kernel.neighbours
+    )
+    links = tuple(remade if lk is eth0 else lk for lk in built.kernel.links)
+    after = dataclasses.replace(built.kernel, links=links, neighbours=neighbours)
+    diff = apply_kernel_plan(after, built.kernel)
+    assert ("link", node0, "flannel.1") in {lk.key for lk in diff.add_links}
+    assert "00:16:3e:ff:ff:ff" in run("ip", "-n", node0, "link", "show", "eth0")
+    assert tcp_echo(built.pod_ns("p"), built.pod_ip("q"))
+    assert tcp_echo(built.pod_ns("q"), built.pod_ip("p"))
+    assert apply_kernel_plan(after, after).empty

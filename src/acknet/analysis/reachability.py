@@ -26,10 +26,14 @@ The path of a packet (reference/alibaba.md 1.4, 1.5, 2 and 3):
   built-in server answers exactly those); an endpoint running its own command is assumed to listen
   on an undeclared port, and the reason says it was assumed.
 
+- NetworkPolicy (``policy.py``) sits on each pod's ``cali`` veth: the source pod's egress policy is
+  the first hop of a pod's packet, the destination pod's ingress policy the last before the
+  listener, so a verdict names the policy and rule that decided, or why none applies (no policy
+  selects the pod; Flannel, exclusive ENI or ``networkPolicy: false`` on ACK).
+
 A ``Verdict`` is a list of ``Hop``s, one per place that decided, so later layers insert theirs where
-they happen: NetworkPolicy on the pod's ``cali`` veth (after the source pod's egress and before
-the destination pod, inside the node), Services as a DNAT hop before the path to each backend with
-``partial`` when only some backends are reachable.
+they happen: Services as a DNAT hop before the path to each backend (policy then sees the backend's
+own address and port) with ``partial`` when only some backends are reachable.
 
 Pure and cached: security group decisions are kept per (ENI, peer address, protocol, port), so a
 check over every pair of a 500-pod plan evaluates the rules O(pods x ENIs) times, not O(pods²).
@@ -44,6 +48,7 @@ from ipaddress import IPv4Address
 from typing import Any, Literal, cast
 
 from acknet.analysis.endpoints import Endpoint, EniRef
+from acknet.analysis.policy import PolicyDecision, PolicyModel
 from acknet.analysis.security_group import SGDecision, evaluate_direction, group_members
 from acknet.controllers.state import Plan, Protocol, RouteEntry
 from acknet.model.cloud import SecurityGroup
@@ -170,6 +175,8 @@ class Reachability:
         self._vpc_hops: dict[tuple[str, str], Hop] = {}
         self._local_hops: dict[tuple[str, str, str], Hop] = {}
         self._listen_hops: dict[tuple[str, int, str], Hop] = {}
+        self._policies: dict[str, PolicyModel] = {}
+        self._policy_hops: dict[tuple[str, PolicyDecision], Hop] = {}
 
     def check(
         self,
@@ -194,7 +201,23 @@ class Reachability:
         return Verdict(src.name, dst.name, port, protocol, hops[-1].passes, tuple(hops))
 
     def path(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> list[Hop]:
-        """The hops from ``src`` to ``dst``'s address up to the first that stops the packet."""
+        """The hops from ``src`` to ``dst``'s address up to the first that stops the packet.
+
+        A pod's egress policy is met first, on its ``cali`` veth before any routing; the destination
+        pod's ingress policy last, on its veth after the security groups (policy.py).
+        """
+        hops: list[Hop] = []
+        if src.kind == "pod":
+            hops.append(self._policy_hop("egress", src, dst, protocol, port))
+            if not hops[-1].passes:
+                return hops
+        hops.extend(self._network_path(src, dst, port, protocol))
+        if hops[-1].passes and dst.kind == "pod":
+            hops.append(self._policy_hop("ingress", dst, src, protocol, port))
+        return hops
+
+    def _network_path(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> list[Hop]:
+        """Routing and security groups between the two addresses."""
         if src.vpc != dst.vpc:
             return [
                 Hop(
@@ -214,6 +237,36 @@ class Reachability:
             return hops
         hops.append(self._sg_hop("ingress", dst.eni, src.ip, protocol, port))
         return hops
+
+    def policy_model(self, cluster: str) -> PolicyModel:
+        """The network policy of ``cluster``, built on first use and kept."""
+        model = self._policies.get(cluster)
+        if model is None:
+            model = self._policies[cluster] = PolicyModel.of(self.plan, cluster)
+        return model
+
+    def _policy_hop(
+        self, direction: Literal["ingress", "egress"], pod: Endpoint, peer: Endpoint, protocol: str, port: int
+    ) -> Hop:
+        """NetworkPolicy at ``pod``'s veth: egress towards ``peer`` or ingress from it."""
+        model = self.policy_model(pod.cluster or "")
+        if direction == "egress":
+            decision = model.egress(pod, peer, protocol, port)
+        else:
+            decision = model.ingress(pod, peer, protocol, port)
+        # Decisions repeat across a class of pairs; their hops are kept per (pod, decision).
+        key = (pod.name, decision)
+        hop = self._policy_hops.get(key)
+        if hop is None:
+            hop = Hop(
+                f"{pod.name} cali veth on ecs/{pod.instance}",
+                decision.policy or "network policy",
+                "accept" if decision.allowed else "drop",
+                f"{direction} policy: {decision.reason}",
+                decision.rule,
+            )
+            self._policy_hops[key] = hop
+        return hop
 
     # -- hops ---------------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from acknet.observe.readiness import ReadinessCheck, run_check
 from acknet.store.state import StateStore
 
 READY_TIMEOUT = 120.0  # seconds `up` waits for readiness probes before reporting the pods not ready
+NO_PROBE_PATIENCE = 10.0  # seconds `up` waits for the process of a pod without a readiness probe
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Emulation:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.status = Status()
+        self._newest = 0  # the newest revision submitted
         self.plan: Plan | None = None
         self.kernel: KernelPlan | None = None
         self.sg_tables: dict[str, str] = {}
@@ -102,6 +104,9 @@ class Emulation:
         self._ensure_builtin_server()
         latest = self.store.latest()
         if latest is not None:
+            # Plan against what the last daemon planned, so names and addresses stay where its pods
+            # are (a plan from scratch may hand a replaced pod's address to another).
+            self.plan = latest.plan
             self.submit(latest.sources, record=False)
         threading.Thread(target=self._supervise, name="supervise", daemon=True).start()
 
@@ -131,6 +136,7 @@ class Emulation:
         latest = self.store.latest()
         revision = self.store.add_revision(sources) if record or latest is None else latest.id
         self.status = Status(phase="applying", stage="queued", revision=revision)
+        self._newest = max(self._newest, revision)
         threading.Thread(target=self._reconcile_safely, args=(resources, revision), daemon=True).start()
         return revision
 
@@ -144,12 +150,18 @@ class Emulation:
 
     def _reconcile_safely(self, resources: Resources, revision: int) -> None:
         with self._lock:
+            if revision < self._newest:
+                return  # the lock is not FIFO: a newer revision got here first, its files win
             try:
                 self._reconcile(resources, revision)
             except AcknetError as exc:
-                self._set(phase="failed", error=str(exc))
+                self._set(phase="failed", error=str(exc), revision=revision)
             except Exception as exc:  # the daemon reports, it does not die
-                self._set(phase="failed", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                self._set(
+                    phase="failed",
+                    error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                    revision=revision,
+                )
 
     def _set(self, **changes: Any) -> None:
         self.status = dataclasses.replace(self.status, **changes)
@@ -204,6 +216,7 @@ class Emulation:
         not_ready = self._wait_ready(planned)
         self._set(
             phase="ready",
+            revision=revision,  # a newer submit may have replaced the status meanwhile: not ready yet
             stage="done",
             done=6,
             pending=pending,
@@ -314,25 +327,52 @@ class Emulation:
                 return False
         return all(run_check(c, self.switcher)[0] for c in self._checks(planned, pod))
 
+    @staticmethod
+    def _patience(planned: Plan, pod: PlannedPod) -> float:
+        """How long `up` waits for ``pod``: the time the kubelet gives a failing readiness probe
+        (initialDelaySeconds + failureThreshold x periodSeconds), at most READY_TIMEOUT. A pod with no
+        probe is only unready while its process is dead, which supervision handles after `up`."""
+        spec = pod_spec(planned, pod)
+        probes = [c.readiness_probe for c in spec.containers if c.readiness_probe] if spec else []
+        if not probes:
+            return NO_PROBE_PATIENCE
+        # At least NO_PROBE_PATIENCE: on a busy host the first probes of a healthy pod can time out.
+        return min(
+            READY_TIMEOUT,
+            max(
+                NO_PROBE_PATIENCE,
+                *(
+                    p.initial_delay_seconds + max(1, p.failure_threshold) * max(1, p.period_seconds)
+                    for p in probes
+                ),
+            ),
+        )
+
     def _wait_ready(self, planned: Plan) -> list[str]:
         running = [p for p in planned.pods if p.phase == "Running"]
-        deadline = time.monotonic() + READY_TIMEOUT
+        start = time.monotonic()
+        give_up = {p.key: start + self._patience(planned, p) for p in running}
         waiting = running
+        failed: list[PlannedPod] = []
         while True:
             still = []
             for pod in waiting:
                 ok = self._probe_ready(planned, pod)
                 self.ready[pod.key] = ok
-                if not ok:
+                if ok:
+                    continue
+                if time.monotonic() > give_up[pod.key]:
+                    failed.append(pod)
+                else:
                     still.append(pod)
             waiting = still
-            if not waiting or time.monotonic() > deadline or self._stop.is_set():
+            if not waiting or self._stop.is_set():
                 break
             time.sleep(0.5)
         for key in list(self.ready):
             if key not in {p.key for p in running}:
                 del self.ready[key]
-        return [p.key for p in waiting]
+        return [p.key for p in failed + waiting]
 
     # -- supervision ----------------------------------------------------------------------------------
     def _supervise(self) -> None:

@@ -810,7 +810,9 @@ class _Checker:
         selector = svc.spec.selector
         if not selector:
             return
-        specs = [spec for labels, spec in self.workloads(objs, svc.namespace) if selector.items() <= labels.items()]
+        specs = [
+            spec for labels, spec in self.workloads(objs, svc.namespace) if selector.items() <= labels.items()
+        ]
         if not specs:
             return
         for spec in specs:

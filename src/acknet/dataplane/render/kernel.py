@@ -383,8 +383,9 @@ def diff_plans(previous: KernelPlan | None, current: KernelPlan) -> PlanDiff:
     remade = {dev for lk in add_links for dev in lk.devices}
     remade_bridges = {(b.namespace, b.name) for b in add_links if isinstance(b, Bridge)}
     # A recreated bridge has lost its ports: re-add (ensure) the veths enslaved to it.
+    adding = set(add_links)  # a set: a first apply has a thousand veths to check
     for lk in current.links:
-        if isinstance(lk, Veth) and lk not in add_links:
+        if isinstance(lk, Veth) and lk not in adding:
             ends = (lk.end, lk.peer)
             if any(e.master and (e.namespace, e.master) in remade_bridges for e in ends):
                 add_links.append(lk)
