@@ -103,6 +103,13 @@ class NodePool(CloudSchema):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+Addon = Literal["coredns"]
+
+
+def _default_addons() -> list[Addon]:
+    return ["coredns"]
+
+
 class ClusterSpec(CloudSchema):
     vpc: str
     network_plugin: Literal["terway", "flannel"] = "terway"
@@ -115,6 +122,8 @@ class ClusterSpec(CloudSchema):
     network_policy: bool = False
     security_groups: list[str] = Field(default_factory=list)
     node_pools: list[NodePool] = Field(min_length=1)
+    # The cluster components ACK installs (CreateCluster's ``addons``); CoreDNS unless the files say so.
+    addons: list[Addon] = Field(default_factory=_default_addons)
 
 
 class Cluster(CloudResource):

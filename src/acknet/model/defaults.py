@@ -64,6 +64,9 @@ FLANNEL_MAX_PODS = 256  # kubelet max-pods on ACK Flannel nodes; also bounded by
 # Labels every Kubernetes object of this kind carries once the API server has seen it.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 CLUSTER_ANNOTATION = "acknet.io/cluster"
+# A pod template annotated with this is served by acknet's built-in server in a special role ("dns").
+BUILTIN_ANNOTATION = "acknet.io/builtin"
+COREDNS_REPLICAS = 2
 SYSTEM_NAMESPACES = ("default", "kube-system")
 
 # The default cloud for files with Kubernetes objects only (ACK's Terway example network plan).

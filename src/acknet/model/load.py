@@ -363,7 +363,7 @@ class _Builder:
 
     def _make_default_cloud(self) -> None:
         """One VPC, node and pod VSwitches, and a Terway cluster with policy on and nodes enough for the pods."""
-        demand = sum(
+        demand = defaults.COREDNS_REPLICAS + sum(
             1 if isinstance(o, Pod) else o.spec.replicas if isinstance(o, Deployment) else 0
             for o in self.kube_docs
         )
@@ -389,6 +389,14 @@ class _Builder:
             "ack",
             {"vpc": "vpc", "podVSwitches": ["pod"], "networkPolicy": True, "nodePools": [pool]},
         )
+
+    def cluster_dns(self) -> None:
+        """Every ACK cluster runs CoreDNS in kube-system: two replicas behind kube-dns (alibaba.md 6),
+        unless the files bring their own."""
+        for name, cluster in self.res.clusters.items():
+            objs = self.res.kube.setdefault(name, KubeObjects())
+            if "coredns" in cluster.spec.addons and ("kube-system", "coredns") not in objs.deployments:
+                objs.deployments[("kube-system", "coredns")] = Deployment.model_validate(COREDNS)
 
     def cluster_security_groups(self) -> None:
         """A cluster without security groups gets the basic group ACK creates with it (help page
@@ -417,6 +425,37 @@ class _Builder:
             self.res.clusters[name] = updated
 
 
+COREDNS = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+    "spec": {
+        "replicas": 2,
+        "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        "template": {
+            "metadata": {
+                "labels": {"k8s-app": "kube-dns"},
+                # Answered by acknet's built-in server, which speaks DNS on these ports.
+                "annotations": {defaults.BUILTIN_ANNOTATION: "dns"},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": "registry-vpc.cn-hangzhou.aliyuncs.com/acs/coredns",
+                        "ports": [
+                            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
+                        ],
+                    }
+                ]
+            },
+        },
+    },
+}
+
+
 def _cloud(cls: type[C], name: str, spec: dict[str, Any]) -> C:
     """A cloud object acknet makes itself (no origin: it is in no file)."""
     return cls.model_validate(
@@ -441,4 +480,5 @@ def load_resources(sources: Sequence[Source]) -> LoadResult:
                 builder.kube_docs.append(resource)
     builder.place_kube()
     builder.cluster_security_groups()
+    builder.cluster_dns()
     return LoadResult(builder.res, builder.diags)

@@ -49,7 +49,7 @@ TERWAY = (
     + doc(
         "Cluster",
         "ack",
-        "  vpc: prod\n  podVSwitches: [pod-h]\n  securityGroups: [cluster-sg]\n  nodePools:\n"
+        "  vpc: prod\n  podVSwitches: [pod-h]\n  securityGroups: [cluster-sg]\n  addons: []\n  nodePools:\n"
         "  - {name: default, vswitches: [node-h], count: 2, labels: {disk: hdd}}\n"
         "  - {name: excl, vswitches: [node-h], count: 1, eniMode: exclusive}",
     )
@@ -218,7 +218,7 @@ def test_flannel_pod_crosses_the_vpc_through_node_eth0() -> None:
         + doc(
             "Cluster",
             "ack",
-            "  vpc: prod\n  networkPlugin: flannel\n  securityGroups: [cluster-sg]\n  nodePools:\n"
+            "  vpc: prod\n  networkPlugin: flannel\n  securityGroups: [cluster-sg]\n  addons: []\n  nodePools:\n"
             "  - {name: default, vswitches: [node-h], count: 1}",
         )
         + pod("web-x", "ack-default-0", "{app: web}", "[{containerPort: 8080}]")

@@ -87,7 +87,7 @@ TERWAY = (
     + doc(
         "Cluster",
         "ack",
-        "  vpc: prod\n  podVSwitches: [pod-h]\n  securityGroups: [cluster-sg]\n  nodePools:\n"
+        "  vpc: prod\n  podVSwitches: [pod-h]\n  securityGroups: [cluster-sg]\n  addons: []\n  nodePools:\n"
         "  - {name: default, vswitches: [node-h], count: 2}\n"
         "  - {name: excl, vswitches: [node-h], count: 1, eniMode: exclusive}",
     )
@@ -402,7 +402,7 @@ def flannel(rules: str, backend: str = "vpc") -> Plan:
             "Cluster",
             "ack",
             "  vpc: prod\n  networkPlugin: flannel\n  podCidr: 172.20.0.0/16\n"
-            f"  flannelBackend: {backend}\n  securityGroups: [cluster-sg]\n  nodePools:\n"
+            f"  flannelBackend: {backend}\n  securityGroups: [cluster-sg]\n  addons: []\n  nodePools:\n"
             "  - {name: default, vswitches: [node-h], count: 2}",
         )
         + pod("a", "ack-default-0", "{app: a}", 8080)
@@ -510,7 +510,7 @@ def shop() -> Plan:
 def test_shop_pods_reach_the_database_through_cluster_sg(shop: Plan) -> None:
     pods = resolve(shop, "pods", "from")
     verdicts = check(shop, pods, resolve(shop, "ecs/db-1", "to"), [(3306, "TCP")])
-    assert len(verdicts) == len(pods) == 8
+    assert len(verdicts) == len(pods) == 11
     for v in verdicts:
         if v.source == "ops/monitor":  # the shop's GlobalNetworkPolicy keeps monitors off the data VSwitch
             assert not v.allowed

@@ -32,7 +32,7 @@ def test_json_is_the_design_contract(capsys: pytest.CaptureFixture[str]) -> None
 def test_json_for_every_shop_pod_to_the_database(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_check([SHOP], ["pods"], ["ecs/db-1"], [], "json") == 0
     verdicts = json.loads(capsys.readouterr().out)["verdicts"]
-    assert len(verdicts) == 8
+    assert len(verdicts) == 11  # 8 shop and ops pods, payments, and the two CoreDNS pods
     assert all((v["port"], v["protocol"]) == (3306, "TCP") for v in verdicts)
     # Every shop pod reaches the database; the monitor is kept off it by a GlobalNetworkPolicy.
     assert {v["from"] for v in verdicts if not v["allowed"]} == {"ops/monitor"}

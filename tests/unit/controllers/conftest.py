@@ -73,6 +73,7 @@ class Docs:
             "  vpc: vpc",
             "  securityGroups: [cluster-sg]",
             *(f"  {line}" for line in spec),
+            "  addons: []",
             "  nodePools:",
             *pools,
         )

@@ -64,7 +64,7 @@ class Topology:
         docs.append(
             "apiVersion: acknet.io/v1\nkind: Cluster\nmetadata: {name: ack}\nspec:\n  vpc: vpc\n"
             f"  networkPlugin: {network}\n  podVSwitches: [{', '.join(pod_vswitches)}]\n"
-            f"  nodeCidrMask: {self.node_cidr_mask}\n  securityGroups: [sg]\n  nodePools:\n"
+            f"  nodeCidrMask: {self.node_cidr_mask}\n  securityGroups: [sg]\n  addons: []\n  nodePools:\n"
             f"  - {{name: p, instanceType: {self.instance_type}, vswitches: [{', '.join(node_vswitches)}], "
             f"count: {self.nodes}, eniMode: {eni_mode}}}"
         )

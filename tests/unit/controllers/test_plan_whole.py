@@ -117,6 +117,9 @@ spec:
     spec: {containers: [{name: web}]}
 """
     planned = plan(load(text))
-    assert all(p.phase == "Running" for p in planned.pods) and len(planned.pods) == 100
+    assert all(p.phase == "Running" for p in planned.pods)
+    assert len([p for p in planned.pods if p.namespace == "default"]) == 100
+    # ACK's default add-on: CoreDNS, two replicas in kube-system behind kube-dns.
+    assert len([p for p in planned.pods if p.owner == "Deployment/coredns"]) == 2
     assert {i.node_pool for i in planned.instances} == {"default"}
     assert planned.cluster_dns == {"ack": planned.services[0].cluster_ip}

@@ -1021,10 +1021,10 @@ def test_the_shop_example_renders_for_every_node() -> None:
         assert node.cluster is not None
         text = render_kube_proxy(planned, node.name, node.cluster, "acknet")
         rs = Ruleset(text)
-        # kube-dns has no endpoints in the plan (acknet serves DNS itself): it rejects until it gets some.
+        # kube-dns forwards to the CoreDNS pods, like every other Service.
         dns = planned.cluster_dns[node.cluster]
         assert str(dns) in rs.sets["cluster-ips"][1]
-        assert any(e.startswith(f"{dns} . udp . 53 ") for e in rs.sets["no-endpoint-services"][1])
+        assert any(e.startswith(f"{dns} . udp . 53 : goto service-") for e in rs.sets["service-ips"][1])
         api = next(s for s in planned.services if s.name == "api")
         assert any(
             e.startswith(f"{api.cluster_ip} . tcp . 9090 : goto service-") for e in rs.sets["service-ips"][1]
