@@ -36,6 +36,7 @@ from acknet.dataplane.apply import builtin_server, nftables, processes
 from acknet.dataplane.apply.netlink import apply_kernel_plan, list_netns, remove_emulation, remove_namespace
 from acknet.dataplane.apply.nsutil import NetnsSwitcher
 from acknet.dataplane.render import names
+from acknet.dataplane.render import policy as policy_render
 from acknet.dataplane.render.kernel import KernelPlan
 from acknet.dataplane.render.security_group import (
     render_exclusive_pod_security_groups,
@@ -43,6 +44,9 @@ from acknet.dataplane.render.security_group import (
     replace_script,
     table_name,
 )
+from acknet.dataplane.render.dns import render_dns_records
+from acknet.dataplane.render.kube_proxy import render_kube_proxy
+from acknet.dataplane.render.kube_proxy import replace_script as kube_proxy_replace_script
 from acknet.dataplane.render.topology import render_topology
 from acknet.dataplane.render.workloads import Endpoint, Process, Workloads, pod_spec, render_workloads
 from acknet.errors import AcknetError, DataplaneError, NotFound
@@ -88,6 +92,9 @@ class Emulation:
         self.plan: Plan | None = None
         self.kernel: KernelPlan | None = None
         self.sg_tables: dict[str, str] = {}
+        self.proxy_tables: dict[str, str] = {}
+        self.dns_zones: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        self.policy_tables: dict[str, str] = {}  # node namespace -> the policy table text loaded there
         self.endpoints: dict[tuple[str, str, int, str], Endpoint] = {}
         self.processes: dict[str, tuple[Process, int]] = {}
         self.ready: dict[str, bool] = {}
@@ -205,6 +212,10 @@ class Emulation:
 
         self._stage("loading security groups", 3)
         sg_changes = self._load_security_groups(planned, tables)
+        # Before the workloads start: a new pod is under its policies before it can answer anyone.
+        policy_changes = self._load_policies(planned, kernel)
+        proxy_changes = self._load_kube_proxy(planned)
+        self._load_dns(planned)
 
         self._stage("starting workloads", 4)
         self._start_new(work)
@@ -221,7 +232,8 @@ class Emulation:
             done=6,
             pending=pending,
             not_ready=not_ready,
-            changed={"kernel objects": diff.count(), "security group tables": sg_changes},
+            changed={"kernel objects": diff.count(), "security group tables": sg_changes,
+                     "policy tables": policy_changes, "kube-proxy tables": proxy_changes},
         )
         if self.on_change is not None:
             self.on_change()
@@ -240,16 +252,70 @@ class Emulation:
         for e in gone:
             self.endpoints.pop(e.key, None)
 
-    def _load_security_groups(self, planned: Plan, wanted: dict[str, str]) -> int:
-        """Namespace -> table text; a table is loaded (whole) only when its text changed."""
+    @staticmethod
+    def _replace_tables(
+        wanted: dict[str, str], loaded: dict[str, str], table: str, script: Callable[[str], str]
+    ) -> int:
+        """Namespace -> table text: a table is replaced whole, in one transaction, when its text changed
+        (one owner per table). Namespaces that went away took their tables along."""
         changes = 0
         for netns, text in sorted(wanted.items()):
-            if self.sg_tables.get(netns) != text:
-                nftables.load_script(netns, replace_script(text, self.name), table_name(self.name))
-                self.sg_tables[netns] = text
+            if loaded.get(netns) != text:
+                nftables.load_script(netns, script(text), table)
+                loaded[netns] = text
                 changes += 1
-        for netns in set(self.sg_tables) - wanted.keys():
-            del self.sg_tables[netns]  # its namespace went away with its instance
+        for netns in set(loaded) - wanted.keys():
+            del loaded[netns]
+        return changes
+
+    def _load_security_groups(self, planned: Plan, wanted: dict[str, str]) -> int:
+        return self._replace_tables(
+            wanted, self.sg_tables, table_name(self.name), lambda text: replace_script(text, self.name)
+        )
+
+    def _load_kube_proxy(self, planned: Plan) -> int:
+        """kube-proxy's table in every node (Services, NodePorts), before workloads start answering."""
+        wanted = {
+            names.ecs_netns(self.name, node.name): render_kube_proxy(planned, node.name, node.cluster, self.name)
+            for node in planned.instances
+            if node.cluster is not None
+        }
+        return self._replace_tables(wanted, self.proxy_tables, "kube-proxy", kube_proxy_replace_script)
+
+    def _load_dns(self, planned: Plan) -> None:
+        """The cluster DNS records the CoreDNS pods' built-in port 53 answers from."""
+        zones = {cluster: render_dns_records(planned, cluster) for cluster in planned.resources.clusters}
+        if zones != self.dns_zones and self.builtin is not None:
+            self.builtin.set_dns_records(zones)
+            self.dns_zones = zones
+
+    def _load_policies(self, planned: Plan, kernel: KernelPlan) -> int:
+        """Loads each node's policy table when its text changed: set element edits when only elements
+        changed (pod churn, labels), else the whole table in one transaction. A node whose cluster no
+        longer has network policy loses its table."""
+        wanted = {names.ecs_netns(self.name, node): text
+                  for node, text in policy_render.render_policies(planned, self.name).items()}
+        table = policy_render.table_name(self.name)
+        changes = 0
+        for netns, text in sorted(wanted.items()):
+            old = self.policy_tables.get(netns)
+            if old == text:
+                continue
+            edits = policy_render.set_element_changes(old, text) if old is not None else None
+            if edits:
+                try:
+                    nftables.load_script(netns, edits, table)
+                except DataplaneError:  # the kernel's table is not the one we last loaded
+                    edits = None
+            if not edits:
+                nftables.load_script(netns, policy_render.replace_script(text, self.name), table)
+            self.policy_tables[netns] = text
+            changes += 1
+        existing = {ns.name for ns in kernel.namespaces}
+        for netns in set(self.policy_tables) - wanted.keys():
+            if netns in existing:
+                nftables.delete_table(netns, policy_render.TABLE_FAMILY, table)
+            del self.policy_tables[netns]
         return changes
 
     def _start_new(self, work: Workloads) -> None:

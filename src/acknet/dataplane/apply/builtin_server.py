@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from acknet.dataplane.apply import dns_answer
 from acknet.dataplane.apply.nsutil import HomeNamespaceLost, NetnsSwitcher, raise_open_file_limit
 from acknet.errors import DataplaneError
 
@@ -141,11 +142,17 @@ def _header_end(buffer: bytes) -> int:
 class _Listener:
     """A listening socket and what it answers; the asyncio handle is kept only to close it."""
 
-    __slots__ = ("endpoint", "handle")
+    __slots__ = ("endpoint", "handle", "zones")
 
-    def __init__(self, endpoint: BuiltinEndpoint) -> None:
+    def __init__(self, endpoint: BuiltinEndpoint, zones: dict[str, dns_answer.Records]) -> None:
         self.endpoint = endpoint
         self.handle: asyncio.AbstractServer | asyncio.BaseTransport | None = None
+        self.zones = zones  # shared with the server: the DNS tables pushed by the daemon
+
+    def dns_zone(self) -> dns_answer.Records | None:
+        """The records to answer from, when this endpoint is a cluster DNS port (identity "dns")."""
+        zone = self.endpoint.identity.get("dns")
+        return self.zones.get(str(zone), {}) if zone is not None else None
 
     def reply(self, peer: object) -> bytes:
         ep = self.endpoint
@@ -184,6 +191,10 @@ class _TcpSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         assert transport is not None
+        zone = self._listener.dns_zone()
+        if zone is not None:
+            self._dns_over_tcp(transport, data, zone)
+            return
         if self._echo:
             transport.write(data)
             self._arm_timer()
@@ -204,6 +215,19 @@ class _TcpSession(asyncio.Protocol):
         transport.write(http_response(self._listener.reply(self._peer), head=head))
         transport.close()
 
+    def _dns_over_tcp(self, transport: asyncio.Transport, data: bytes, zone: dns_answer.Records) -> None:
+        """RFC 1035 4.2.2: each message is preceded by its two-byte length."""
+        self._buffer += data
+        while len(self._buffer) >= 2:
+            size = int.from_bytes(self._buffer[:2], "big")
+            if len(self._buffer) < 2 + size:
+                break
+            query, self._buffer = self._buffer[2 : 2 + size], self._buffer[2 + size :]
+            reply = dns_answer.answer(query, zone)
+            if reply is not None:
+                transport.write(len(reply).to_bytes(2, "big") + reply)
+        self._arm_timer()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -223,8 +247,15 @@ class _UdpResponder(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if self._transport is not None:
-            self._transport.sendto(self._listener.reply(addr), addr)
+        if self._transport is None:
+            return
+        zone = self._listener.dns_zone()
+        if zone is not None:
+            reply = dns_answer.answer(data, zone)
+            if reply is not None:
+                self._transport.sendto(reply, addr)
+            return
+        self._transport.sendto(self._listener.reply(addr), addr)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors for earlier replies (the client went away): nothing to do."""
@@ -239,6 +270,7 @@ class BuiltinServer:
         self._listeners: dict[EndpointKey, _Listener] = {}
         self._switcher = NetnsSwitcher()
         self._stop = asyncio.Event()
+        self._zones: dict[str, dns_answer.Records] = {}
 
     async def add(self, endpoints: Iterable[BuiltinEndpoint]) -> dict[str, Any]:
         """Open what is missing; a failure of one endpoint does not stop the others."""
@@ -288,7 +320,7 @@ class BuiltinServer:
             sock = self._switcher.socket(ep.netns, family, kind, proto)
         except OSError as exc:
             raise DataplaneError("create socket", where, exc.errno) from exc
-        listener = _Listener(ep)
+        listener = _Listener(ep, self._zones)
         try:
             if kind == socket.SOCK_STREAM:
                 # Not for UDP: there SO_REUSEADDR would let a second socket share the port silently.
@@ -357,6 +389,13 @@ class BuiltinServer:
                 return {"ok": True, "pid": os.getpid(), "endpoints": len(self._listeners)}
             if op == "list":
                 return {"ok": True, "endpoints": [ep.to_json() for ep in self.endpoints()]}
+            if op == "dns-records":
+                zones = request.get("zones")
+                if not isinstance(zones, dict):
+                    raise ValueError("zones must map a cluster to its records")
+                self._zones.clear()
+                self._zones.update(zones)
+                return {"ok": True, "zones": len(zones)}
             endpoints = [BuiltinEndpoint.from_json(e) for e in _json_list(request, "endpoints")]
             if op == "add":
                 return await self.add(endpoints)
@@ -502,6 +541,12 @@ class BuiltinServerClient:
             "netns": builtins.list(netns),
         }
         return int(self.call(request).get("removed", 0))
+
+    def set_dns_records(self, zones: Mapping[str, dns_answer.Records]) -> None:
+        """Replaces the DNS tables the cluster DNS ports answer from (cluster -> name -> records)."""
+        reply = self.call({"op": "dns-records", "zones": {k: dict(v) for k, v in zones.items()}})
+        if not reply.get("ok"):
+            raise DataplaneError("set DNS records", str(self.path), reply.get("errno"), reply.get("error", ""))
 
     def list(self) -> builtins.list[BuiltinEndpoint]:
         return [BuiltinEndpoint.from_json(e) for e in self.call({"op": "list"}).get("endpoints", [])]

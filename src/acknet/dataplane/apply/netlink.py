@@ -384,6 +384,8 @@ class _Applier:
     # -- creation ----------------------------------------------------------------------------------
 
     def add(self, diff: PlanDiff) -> None:
+        # Namespaces first, all of them: making links while the pool still creates namespaces gains
+        # nothing, both wait for the same RTNL lock (and disable_ipv6 spins on it).
         self._create_namespaces(diff.add_namespaces)
         for link in diff.add_links:
             if isinstance(link, Bridge):

@@ -14,6 +14,7 @@ from typing import Any
 
 from acknet.controllers.state import Instance, Plan, PlannedPod
 from acknet.dataplane.render import names
+from acknet.model.defaults import BUILTIN_ANNOTATION
 from acknet.model.k8s import PodSpec
 
 
@@ -76,7 +77,9 @@ def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[En
     if spec is None or pod.ip is None:
         return [], []
     netns = names.pod_netns(emulation, pod.namespace, pod.name)
-    identity = {"pod": pod.name, "namespace": pod.namespace, "node": pod.node, "podIP": str(pod.ip)}
+    identity: dict[str, Any] = {"pod": pod.name, "namespace": pod.namespace, "node": pod.node, "podIP": str(pod.ip)}
+    # CoreDNS pods: their port 53 speaks DNS, from the cluster's records (render/dns.py).
+    dns_identity = {**identity, "dns": pod.cluster} if pod.annotations.get(BUILTIN_ANNOTATION) == "dns" else None
     endpoints: list[Endpoint] = []
     processes: list[Process] = []
     for container in spec.containers:
@@ -86,9 +89,8 @@ def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[En
             processes.append(Process(label, netns, argv, f"pod/{pod.key}"))
             continue
         for port in container.ports:
-            endpoints.append(
-                Endpoint(netns, pod.ip, port.container_port, port.protocol, identity, f"pod/{pod.key}")
-            )
+            served = dns_identity if dns_identity is not None and port.container_port == 53 else identity
+            endpoints.append(Endpoint(netns, pod.ip, port.container_port, port.protocol, served, f"pod/{pod.key}"))
     return endpoints, processes
 
 
