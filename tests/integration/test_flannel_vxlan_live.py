@@ -61,6 +61,7 @@ spec:
   podCidr: 172.20.0.0/16
   nodeCidrMask: 25
   securityGroups: [cluster-sg]
+  addons: []
   nodePools:
   - {name: default, instanceType: ecs.g7.xlarge, vswitches: [node-h], count: 2}
 ---

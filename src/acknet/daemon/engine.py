@@ -37,18 +37,25 @@ from acknet.dataplane.apply.netlink import apply_kernel_plan, list_netns, remove
 from acknet.dataplane.apply.nsutil import NetnsSwitcher
 from acknet.dataplane.render import names
 from acknet.dataplane.render import policy as policy_render
+from acknet.dataplane.render.dns import render_dns_records
 from acknet.dataplane.render.kernel import KernelPlan
+from acknet.dataplane.render.kube_proxy import render_kube_proxy
+from acknet.dataplane.render.kube_proxy import replace_script as kube_proxy_replace_script
 from acknet.dataplane.render.security_group import (
     render_exclusive_pod_security_groups,
     render_security_groups,
     replace_script,
     table_name,
 )
-from acknet.dataplane.render.dns import render_dns_records
-from acknet.dataplane.render.kube_proxy import render_kube_proxy
-from acknet.dataplane.render.kube_proxy import replace_script as kube_proxy_replace_script
 from acknet.dataplane.render.topology import render_topology
-from acknet.dataplane.render.workloads import Endpoint, Process, Workloads, pod_spec, render_workloads
+from acknet.dataplane.render.workloads import (
+    Endpoint,
+    Process,
+    Workloads,
+    pod_spec,
+    render_workloads,
+    speaks_dns,
+)
 from acknet.errors import AcknetError, DataplaneError, NotFound
 from acknet.model.build import build_resources
 from acknet.model.documents import Source
@@ -181,8 +188,10 @@ class Emulation:
         self._set(phase="applying", stage="planning", done=0, revision=revision, error=None)
         planned = make_plan(resources, previous=self.plan, retired=frozenset(self.retired))
         kernel = render_topology(planned, self.name)
-        tables = {names.ecs_netns(self.name, inst): text for inst, text in
-                  render_security_groups(planned, self.name).items()}
+        tables = {
+            names.ecs_netns(self.name, inst): text
+            for inst, text in render_security_groups(planned, self.name).items()
+        }
         for key, text in render_exclusive_pod_security_groups(planned, self.name).items():
             namespace, _, pod = key.partition("/")
             tables[names.pod_netns(self.name, namespace, pod)] = text
@@ -232,8 +241,12 @@ class Emulation:
             done=6,
             pending=pending,
             not_ready=not_ready,
-            changed={"kernel objects": diff.count(), "security group tables": sg_changes,
-                     "policy tables": policy_changes, "kube-proxy tables": proxy_changes},
+            changed={
+                "kernel objects": diff.count(),
+                "security group tables": sg_changes,
+                "policy tables": policy_changes,
+                "kube-proxy tables": proxy_changes,
+            },
         )
         if self.on_change is not None:
             self.on_change()
@@ -276,7 +289,9 @@ class Emulation:
     def _load_kube_proxy(self, planned: Plan) -> int:
         """kube-proxy's table in every node (Services, NodePorts), before workloads start answering."""
         wanted = {
-            names.ecs_netns(self.name, node.name): render_kube_proxy(planned, node.name, node.cluster, self.name)
+            names.ecs_netns(self.name, node.name): render_kube_proxy(
+                planned, node.name, node.cluster, self.name
+            )
             for node in planned.instances
             if node.cluster is not None
         }
@@ -293,8 +308,10 @@ class Emulation:
         """Loads each node's policy table when its text changed: set element edits when only elements
         changed (pod churn, labels), else the whole table in one transaction. A node whose cluster no
         longer has network policy loses its table."""
-        wanted = {names.ecs_netns(self.name, node): text
-                  for node, text in policy_render.render_policies(planned, self.name).items()}
+        wanted = {
+            names.ecs_netns(self.name, node): text
+            for node, text in policy_render.render_policies(planned, self.name).items()
+        }
         table = policy_render.table_name(self.name)
         changes = 0
         for netns, text in sorted(wanted.items()):
@@ -508,12 +525,19 @@ def _builtin(e: Endpoint) -> builtin_server.BuiltinEndpoint:
     return builtin_server.BuiltinEndpoint(e.netns, str(e.ip), e.port, e.protocol, dict(e.identity))
 
 
-def probe_jobs(emulation: str, plan: Plan, sources: Sequence[str] | None, destinations: Sequence[str] | None,
-               ports: Sequence[str] | None) -> list[ProbeJob]:
+def probe_jobs(
+    emulation: str,
+    plan: Plan,
+    sources: Sequence[str] | None,
+    destinations: Sequence[str] | None,
+    ports: Sequence[str] | None,
+) -> list[ProbeJob]:
     """The probes ``acknet probe`` sends: every source to every destination and port, self-pairs left
     out; without ports, each destination's declared ones (DESIGN.md). Built-in TCP ports must also
-    answer HTTP, so a connect that lands somewhere else does not count."""
+    answer HTTP, so a connect that lands somewhere else does not count; CoreDNS's port 53 must answer
+    a DNS query."""
     index = EndpointIndex.of(plan)
+    pods = {f"{p.namespace}/{p.name}": p for p in plan.pods}
     srcs = resolve(index, list(sources) if sources else None, "from")
     dsts = resolve(index, list(destinations) if destinations else None, "to")
     wanted = [parse_port(p) for p in ports] if ports else None
@@ -524,9 +548,22 @@ def probe_jobs(emulation: str, plan: Plan, sources: Sequence[str] | None, destin
             if dst.name == src.name:
                 continue
             for port, protocol in wanted if wanted is not None else dst.ports:
+                pod = pods.get(dst.name)
+                dns = pod is not None and speaks_dns(pod, port)
                 builtin = protocol == "TCP" and not dst.runs_command and dst.listens(port, protocol)
-                jobs.append(ProbeJob(netns, str(dst.ip), port, protocol, http=builtin, source=src.name,
-                                     target=dst.name, source_ip=str(src.ip)))
+                jobs.append(
+                    ProbeJob(
+                        netns,
+                        str(dst.ip),
+                        port,
+                        protocol,
+                        http=builtin and not dns,
+                        dns=dns,
+                        source=src.name,
+                        target=dst.name,
+                        source_ip=str(src.ip),
+                    )
+                )
     return jobs
 
 

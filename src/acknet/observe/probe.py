@@ -3,8 +3,9 @@
 Each probe's socket is made in its source namespace (setns, socket, setns back, on the event loop's
 own thread; see ``nsutil``) and then driven by one asyncio loop, so a hundred dropped packets cost one
 timeout rather than a hundred. TCP (and SCTP) probes connect and, towards a built-in port, also send an
-HTTP GET and read the JSON naming the pod; UDP probes send a datagram and wait for the echo. An ICMP
-port unreachable surfaces as a refusal on the connected UDP socket.
+HTTP GET and read the JSON naming the pod; UDP probes send a datagram and wait for the echo. A cluster
+DNS port (CoreDNS's 53) is asked a real DNS question instead, over UDP or TCP, and any DNS answer
+counts. An ICMP port unreachable surfaces as a refusal on the connected UDP socket.
 
 Errors form a closed set: ``timeout`` (nothing came back), ``refused`` (RST or ICMP port
 unreachable), ``reset``, ``unreachable`` (no route, host or network unreachable), ``blocked`` (a
@@ -24,6 +25,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.rcode
+
 from acknet.dataplane.apply.nsutil import HomeNamespaceLost, NetnsSwitcher, raise_open_file_limit
 from acknet.errors import DataplaneError
 
@@ -32,6 +37,8 @@ DEFAULT_TIMEOUT = 1.0
 _MAX_CONCURRENCY = 4096
 _MAX_REPLY = 1 << 16
 _UDP_PAYLOAD = b"acknet-probe\n"
+# What a probe asks a DNS port: the cluster's own DNS Service, whose answer every cluster has.
+_DNS_QUESTION = "kube-dns.kube-system.svc.cluster.local."
 
 TIMEOUT = "timeout"
 REFUSED = "refused"
@@ -66,7 +73,8 @@ _ERRNO_KINDS = {
 class ProbeJob:
     """One probe: from a namespace to ``ip:port``; ``source``/``target`` label it for verdicts.
 
-    ``http`` marks a built-in port, which must also answer an HTTP GET with its JSON.
+    ``http`` marks a built-in port, which must also answer an HTTP GET with its JSON; ``dns`` a port
+    that speaks DNS, which must answer a DNS query.
     """
 
     netns: str
@@ -74,6 +82,7 @@ class ProbeJob:
     port: int
     protocol: str = "TCP"
     http: bool = False
+    dns: bool = False
     source: str = ""
     target: str = ""
     source_ip: str | None = None
@@ -98,7 +107,7 @@ class ProbeResult:
         from a built-in port."""
         if self.job.protocol == "UDP":
             return self.answered
-        return self.connected and (self.answered or not self.job.http)
+        return self.connected and (self.answered or not (self.job.http or self.job.dns))
 
     def to_json(self) -> dict[str, Any]:
         job = self.job
@@ -140,6 +149,22 @@ def parse_http_reply(data: bytes) -> dict[str, Any]:
     return reply
 
 
+def _dns_query() -> dns.message.Message:
+    return dns.message.make_query(_DNS_QUESTION, "A")
+
+
+def parse_dns_reply(query: dns.message.Message, data: bytes) -> dict[str, Any]:
+    """The rcode and answers of a DNS reply to ``query``; ValueError when it is not one."""
+    try:
+        reply = dns.message.from_wire(data)
+    except dns.exception.DNSException as exc:
+        raise ValueError(f"not a DNS message: {exc}") from exc
+    if not query.is_response(reply):
+        raise ValueError("a DNS message that does not answer the question asked")
+    answers = [rdata.to_text() for rrset in reply.answer for rdata in rrset]
+    return {"rcode": dns.rcode.to_text(reply.rcode()), "answers": answers}
+
+
 def _parse_udp_reply(data: bytes) -> dict[str, Any] | None:
     """The echo's JSON when it is the built-in server's; any datagram back still counts as an answer."""
     try:
@@ -164,6 +189,19 @@ async def _probe_stream(sock: socket.socket, job: ProbeJob, timeout: float) -> t
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         await loop.sock_connect(sock, (job.ip, job.port))
+    if job.dns:
+        query = _dns_query()
+        wire = query.to_wire()
+        async with asyncio.timeout(timeout):
+            # RFC 1035 4.2.2: over TCP each message is preceded by its two-byte length.
+            await loop.sock_sendall(sock, len(wire).to_bytes(2, "big") + wire)
+            data = b""
+            while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+                chunk = await loop.sock_recv(sock, _MAX_REPLY)
+                if not chunk:
+                    raise ValueError("the connection closed before a whole DNS reply")
+                data += chunk
+        return True, True, parse_dns_reply(query, data[2 : 2 + int.from_bytes(data[:2], "big")])
     if not job.http:
         return True, False, None
     host = f"[{job.ip}]" if ":" in job.ip else job.ip
@@ -180,11 +218,14 @@ async def _probe_datagram(sock: socket.socket, job: ProbeJob, timeout: float) ->
     """The reply of a UDP probe; sends once more halfway through, as a lost first datagram is normal."""
     loop = asyncio.get_running_loop()
     sock.connect((job.ip, job.port))  # connected, so that ICMP errors reach this socket
+    query = _dns_query() if job.dns else None
+    payload = query.to_wire() if query is not None else _UDP_PAYLOAD
     for _attempt in range(2):
-        await loop.sock_sendall(sock, _UDP_PAYLOAD)
+        await loop.sock_sendall(sock, payload)
         try:
             async with asyncio.timeout(timeout / 2):
-                return _parse_udp_reply(await loop.sock_recv(sock, _MAX_REPLY))
+                data = await loop.sock_recv(sock, _MAX_REPLY)
+            return parse_dns_reply(query, data) if query is not None else _parse_udp_reply(data)
         except TimeoutError:
             continue
     raise TimeoutError

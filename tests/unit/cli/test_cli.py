@@ -48,7 +48,9 @@ def test_stdin_is_read_with_dash() -> None:
     result = runner.invoke(app, ["plan", "-f", "-", "-o", "json"], input=manifest)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert [(p["namespace"], p["name"]) for p in data["pods"] if p["namespace"] != "kube-system"] == [("default", "p")]
+    assert [(p["namespace"], p["name"]) for p in data["pods"] if p["namespace"] != "kube-system"] == [
+        ("default", "p")
+    ]
 
 
 def test_plan_json_shape_for_the_shop() -> None:

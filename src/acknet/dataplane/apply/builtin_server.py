@@ -546,7 +546,9 @@ class BuiltinServerClient:
         """Replaces the DNS tables the cluster DNS ports answer from (cluster -> name -> records)."""
         reply = self.call({"op": "dns-records", "zones": {k: dict(v) for k, v in zones.items()}})
         if not reply.get("ok"):
-            raise DataplaneError("set DNS records", str(self.path), reply.get("errno"), reply.get("error", ""))
+            raise DataplaneError(
+                "set DNS records", str(self.path), reply.get("errno"), reply.get("error", "")
+            )
 
     def list(self) -> builtins.list[BuiltinEndpoint]:
         return [BuiltinEndpoint.from_json(e) for e in self.call({"op": "list"}).get("endpoints", [])]

@@ -57,8 +57,11 @@ def answer(query_wire: bytes, records: Records) -> bytes | None:
                 break
             name = target
             continue
-        wanted = [value for rtype, value in found if dns.rdatatype.from_text(rtype) == qtype
-                  or qtype == dns.rdatatype.ANY]
+        wanted = [
+            value
+            for rtype, value in found
+            if dns.rdatatype.from_text(rtype) == qtype or qtype == dns.rdatatype.ANY
+        ]
         types = {rtype for rtype, _ in found}
         for rtype in sorted(types):
             values = [v for t, v in found if t == rtype and (qtype == dns.rdatatype.ANY or v in wanted)]

@@ -72,14 +72,25 @@ def resolv_conf(dns: IPv4Address, namespace: str) -> str:
     )
 
 
+DNS_PORT = 53
+
+
+def speaks_dns(pod: PlannedPod, port: int) -> bool:
+    """Whether the built-in server answers DNS on this pod port: CoreDNS's 53 (render/dns.py)."""
+    return port == DNS_PORT and pod.annotations.get(BUILTIN_ANNOTATION) == "dns"
+
+
 def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[Endpoint], list[Process]]:
     spec = pod_spec(plan, pod)
     if spec is None or pod.ip is None:
         return [], []
     netns = names.pod_netns(emulation, pod.namespace, pod.name)
-    identity: dict[str, Any] = {"pod": pod.name, "namespace": pod.namespace, "node": pod.node, "podIP": str(pod.ip)}
-    # CoreDNS pods: their port 53 speaks DNS, from the cluster's records (render/dns.py).
-    dns_identity = {**identity, "dns": pod.cluster} if pod.annotations.get(BUILTIN_ANNOTATION) == "dns" else None
+    identity: dict[str, Any] = {
+        "pod": pod.name,
+        "namespace": pod.namespace,
+        "node": pod.node,
+        "podIP": str(pod.ip),
+    }
     endpoints: list[Endpoint] = []
     processes: list[Process] = []
     for container in spec.containers:
@@ -89,8 +100,10 @@ def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[En
             processes.append(Process(label, netns, argv, f"pod/{pod.key}"))
             continue
         for port in container.ports:
-            served = dns_identity if dns_identity is not None and port.container_port == 53 else identity
-            endpoints.append(Endpoint(netns, pod.ip, port.container_port, port.protocol, served, f"pod/{pod.key}"))
+            served = {**identity, "dns": pod.cluster} if speaks_dns(pod, port.container_port) else identity
+            endpoints.append(
+                Endpoint(netns, pod.ip, port.container_port, port.protocol, served, f"pod/{pod.key}")
+            )
     return endpoints, processes
 
 
