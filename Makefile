@@ -5,14 +5,16 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ACKNET := $(VENV)/bin/acknet
-DEBIAN_PACKAGES := iproute2 nftables nginx iperf3 ethtool python3-venv python3-pip procps
+DEBIAN_PACKAGES := iproute2 nftables nginx openssl iperf3 wrk ethtool curl chromium python3-venv python3-pip procps
 SHARED ?= ../shared
 
 .PHONY: setup system-packages venv demo test lint unit integration e2e bench clean
 
 setup: system-packages venv
 
-# Installs only what is missing, so a second run costs nothing.
+# Installs only what is missing, so a second run costs nothing. policy-rc.d (Debian's switch for
+# maintainer scripts) keeps apt from starting the nginx service on the host: acknet runs its own NGINX
+# processes inside the namespaces it makes, never a host service.
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
@@ -20,7 +22,12 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  no_start=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_start=1; \
+	  fi; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; status=$$?; \
+	  if [ -n "$$no_start" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$status; \
 	fi
 
 venv: $(VENV)/.installed
@@ -38,12 +45,24 @@ demo: setup
 	$(ACKNET) get nodes
 	$(ACKNET) get pods
 	$(ACKNET) probe --from pods --from ecs/bastion --to ecs/db-1 --to app=web
+	@# The CLB health-checks its backends (the nodes' NodePort) from 100.64.0.0/10: wait for a healthy one.
+	@for i in $$(seq 60); do \
+	  $(ACKNET) get slb -o json | $(PY) -c 'import json, sys; sys.exit(not any(b["healthy"] for i in json.load(sys.stdin)["items"] if i["name"] == "shop/web-public" for b in i["backends"]))' && break; \
+	  sleep 1; \
+	done
+	$(ACKNET) get slb
+	@vip=$$($(ACKNET) get services -o json | $(PY) -c 'import json, sys; print(next(s["status"]["loadBalancer"]["ingress"][0]["ip"] for s in json.load(sys.stdin)["items"] if s["metadata"]["name"] == "web-public"))') && \
+	  echo && echo "From the Internet (203.0.113.1) through the internet CLB of shop/web-public, http://$$vip/ :" && \
+	  $(ACKNET) exec internet -- curl -sS --fail --max-time 5 --retry 5 --retry-delay 1 --retry-connrefused http://$$vip/ && echo
 	@echo
 	@echo "The shop is running. Explore it:"
-	@echo "  $(ACKNET) get pods | nodes | ecs | vswitches | securitygroups | services"
+	@echo "  $(ACKNET) get pods | nodes | ecs | vswitches | securitygroups | services | slb | ingress"
 	@echo "  $(ACKNET) exec ecs/bastion -- python3 -c 'import socket; socket.create_connection((\"192.168.8.10\", 3306), 2)'"
 	@echo "  $(ACKNET) probe -o json                 # real packets, every pair and port"
 	@echo "  $(ACKNET) check -f examples/shop        # the same answer from the files alone, with reasons"
+	@echo "  $(ACKNET) trace ecs/bastion ecs/db-1:3306   # hop by hop: which rule drops it, and what would change that"
+	@echo "  $(ACKNET) graph -f examples/shop -o shop.html   # topology, allowed flows and a reachability heat-map"
+	@echo "  $(ACKNET) exec internet -- curl -s http://198.51.100.2/   # a client on the emulated Internet"
 	@echo "Take it down with:  $(ACKNET) down"
 
 lint: venv

@@ -266,7 +266,7 @@ def test_remove_emulation_leaves_no_namespace(emulation: str) -> None:
     apply_kernel_plan(render_topology(terway_plan(), emulation))
     assert list_netns(names.netns_prefix(emulation))
     removed = remove_emulation(emulation)
-    assert len(removed) == 7
+    assert len(removed) == 8  # 7 of the VPC and its instances, and the Internet
     assert not list_netns(names.netns_prefix(emulation))
     # Nothing of another emulation whose name starts the same is touched.
     assert remove_emulation(emulation) == []
@@ -275,3 +275,66 @@ def test_remove_emulation_leaves_no_namespace(emulation: str) -> None:
 def test_apply_of_an_empty_plan_does_nothing(emulation: str) -> None:
     assert apply_kernel_plan(KernelPlan()).empty
     assert not list_netns(names.netns_prefix(emulation))
+
+
+def test_veths_have_one_queue_each_way(emulation: str) -> None:
+    apply_kernel_plan(render_topology(terway_plan(), emulation))
+    for ns, dev in (
+        (names.pod_netns(emulation, "default", "a"), "eth0"),
+        (names.ecs_netns(emulation, "node-1"), "eth1"),
+    ):
+        details = subprocess.run(
+            ["ip", "-n", ns, "-d", "link", "show", dev], capture_output=True, text=True, check=True
+        ).stdout
+        assert "numtxqueues 1 numrxqueues 1" in details, details
+
+
+# -- namespaces deleted behind apply's back ---------------------------------------------------------
+
+
+def delete_netns(netns: str, make_again: bool) -> None:
+    """What someone else may do between two applies: ``ip netns del`` (the kernel then destroys the
+    namespace's veths and their peers elsewhere, later), and perhaps ``ip netns add`` of the same name."""
+    subprocess.run(["ip", "netns", "del", netns], check=True)
+    if make_again:
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+
+
+@pytest.mark.parametrize("make_again", [False, True], ids=["deleted", "deleted-and-made-again"])
+def test_apply_rebuilds_a_pod_namespace_deleted_since_the_last_apply(
+    emulation: str, make_again: bool
+) -> None:
+    kp = render_topology(terway_plan(), emulation)
+    apply_kernel_plan(kp)
+    a = names.pod_netns(emulation, "default", "a")
+    delete_netns(a, make_again)
+    diff = apply_kernel_plan(kp, kp)
+    assert a in {ns.name for ns in diff.add_namespaces}
+    assert ping(a, "192.168.16.7"), "the pod's own side is back"
+    assert ping(names.ecs_netns(emulation, "node-1"), "192.168.16.5"), "and its node's side of the veth"
+    assert ping(names.pod_netns(emulation, "web", "c"), "192.168.16.5"), "and the way from another node"
+    assert apply_kernel_plan(kp, kp).empty
+
+
+def test_apply_rebuilds_an_exclusive_eni_pod_made_again(emulation: str) -> None:
+    """The exclusive ENI's other end is a port of the VRouter's bridge: it goes with the pod's namespace."""
+    kp = render_topology(exclusive_plan(), emulation)
+    apply_kernel_plan(kp)
+    x, db = names.pod_netns(emulation, "default", "x"), names.ecs_netns(emulation, "db")
+    delete_netns(x, make_again=True)
+    apply_kernel_plan(kp, kp)
+    assert ping(db, "192.168.16.40"), "ECS -> exclusive-ENI pod, through a new VRouter port"
+    assert ping(names.ecs_netns(emulation, "node-x"), "192.168.16.40"), "node -> its pod over veth1"
+    assert apply_kernel_plan(kp, kp).empty
+
+
+def test_a_changed_plan_applies_over_a_namespace_made_again(emulation: str) -> None:
+    before = render_topology(terway_plan(), emulation)
+    apply_kernel_plan(before)
+    b = names.pod_netns(emulation, "default", "b")
+    delete_netns(b, make_again=True)
+    after = render_topology(terway_plan(with_pod_a=False), emulation)
+    apply_kernel_plan(after, before)
+    assert names.pod_netns(emulation, "default", "a") not in list_netns(names.netns_prefix(emulation))
+    assert ping(b, "192.168.16.7")
+    assert apply_kernel_plan(after, after).empty

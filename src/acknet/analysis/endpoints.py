@@ -3,8 +3,11 @@
 DESIGN.md ("The command line") names endpoints ``NS/POD``, ``ecs/NAME``, ``svc/NS/NAME``,
 ``slb/NAME`` or ``slb/NS/NAME`` and ``internet``, and lets ``--from``/``--to`` also take kinds
 (``pods``, ``ecs``, ``svc``, ``slb``) and kubectl label selectors (``app=web,tier!=db``). This layer
-resolves pods and ECS instances; Services, SLBs and the Internet are recognised and refused with
-``UnsupportedEndpoint`` until their layers exist, so that a later layer only adds a branch here.
+resolves pods, ECS instances and, as destinations only, Services (``ServiceEndpoint``: the Service
+with its ports and the EndpointSlice endpoints behind each, each tied to the pod or instance at its
+address), SLBs as destinations (``SlbEndpoint``: a CLB instance with its listeners and the pod or
+instance behind each backend server; ``analysis/slb.py`` judges them), and ``internet`` as a source
+(a client at 203.0.113.1 of the emulated Internet, DESIGN.md).
 
 An ``Endpoint`` carries what reachability needs to follow a packet without looking anything up again:
 its address, the ENI its traffic crosses the VPC through (with that ENI's security groups), the ECS
@@ -30,30 +33,47 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
-from acknet.controllers.state import Eni, Instance, Plan, PlannedPod, Protocol
+from acknet.controllers.state import (
+    EndpointAddress,
+    Eni,
+    Instance,
+    Plan,
+    PlannedEndpointSlice,
+    PlannedListener,
+    PlannedLoadBalancer,
+    PlannedPod,
+    PlannedService,
+    PlannedServicePort,
+    Protocol,
+    SlbBackend,
+)
 from acknet.errors import AcknetError, NotFound
 from acknet.model.selectors import K8sSelector, SelectorError, parse_label_selector_string
 
-EndpointKind = Literal["pod", "ecs"]  # later layers: "service", "slb", "internet"
-Datapath = Literal["terway-shared", "terway-exclusive", "flannel", "host-network", "ecs"]
+EndpointKind = Literal["pod", "ecs", "internet"]
+Datapath = Literal["terway-shared", "terway-exclusive", "flannel", "host-network", "ecs", "internet"]
 Role = Literal["from", "to"]
 
 # The kinds --from/--to accept (DESIGN.md); the ones without a layer yet are refused by name.
 POD_KIND = "pods"
 ECS_KIND = "ecs"
-_LATER_KINDS = {
-    "svc": "Service endpoints (svc/NS/NAME)",
-    "slb": "SLB endpoints (slb/NAME, slb/NS/NAME)",
-    "internet": "the internet endpoint",
-}
-_LATER_PREFIXES = {"svc/": "svc", "slb/": "slb"}
+SVC_KIND = "svc"
+SVC_PREFIX = "svc/"
+SLB_KIND = "slb"
+SLB_PREFIX = "slb/"
+INTERNET = "internet"
+# The client the ``internet`` endpoint stands for: the emulated Internet's own address (DESIGN.md, "The
+# emulated Internet": clients use 203.0.113.0/24; the probes send from .1). Not imported from the
+# data plane, which analysis never does.
+INTERNET_CLIENT = IPv4Address("203.0.113.1")
 
 # kubectl selector syntax needs one of these; a word without them is a name, a kind or a label key.
 _SELECTOR_SYNTAX = re.compile(r"[=!()\s]")
 
 
 class UnsupportedEndpoint(AcknetError):
-    """An endpoint DESIGN.md names but whose layer (Services, SLB, the Internet) does not exist yet.
+    """An endpoint DESIGN.md names but not in this role: a Service or an SLB as a source, the Internet
+    as a destination, an ExternalName Service (it has no address).
 
     Local to this module because ``errors.py`` belongs to another change; it is an ``AcknetError``, so
     the command line reports it like any other.
@@ -118,6 +138,153 @@ def ecs_name(instance: str) -> str:
     return f"ecs/{instance}"
 
 
+def svc_name(service: PlannedService) -> str:
+    return f"{SVC_PREFIX}{service.namespace}/{service.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One endpoint of one Service port as kube-proxy sees it: an address and the resolved targetPort.
+
+    ``endpoint`` is the pod (or instance) at that address, None when nothing in the plan holds it (a
+    hand-written EndpointSlice may name any address). The conditions are the EndpointSlice's.
+    """
+
+    ip: IPv4Address
+    port: int
+    endpoint: Endpoint | None
+    node: str | None
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name if self.endpoint is not None else str(self.ip)
+
+    @property
+    def usable_ready(self) -> bool:
+        return self.ready and self.serving and not self.terminating
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ip}:{self.port})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePortTarget:
+    """A Service port and every endpoint its EndpointSlices list for it (ready or not)."""
+
+    port: PlannedServicePort
+    backends: tuple[Backend, ...]
+
+    def usable(self) -> tuple[Backend, ...]:
+        """The endpoints that take new connections, as kube-proxy's CategorizeEndpoints picks them.
+
+        Ready ones (ready, serving, not terminating); only when there is none, the serving
+        terminating ones (KEP-1669), so a rolling update does not cut the Service off.
+        """
+        ready = tuple(b for b in self.backends if b.usable_ready)
+        if ready:
+            return ready
+        return tuple(b for b in self.backends if b.serving and b.terminating)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoint:
+    """A Service as a destination (``svc/NS/NAME``): reached through kube-proxy, judged per backend.
+
+    ``nodes`` are the cluster's nodes (their primary ENIs carry its NodePorts), in name order.
+    """
+
+    name: str
+    service: PlannedService
+    ports: tuple[ServicePortTarget, ...]
+    nodes: tuple[Endpoint, ...]
+    vpc: str
+    kind: Literal["service"] = "service"
+
+    @property
+    def cluster(self) -> str:
+        return self.service.cluster
+
+    @property
+    def declared_ports(self) -> tuple[tuple[int, Protocol], ...]:
+        """The Service's ports, what ``check``/``probe`` use without ``--port`` (DESIGN.md)."""
+        return tuple(dict.fromkeys((p.port.port, p.port.protocol) for p in self.ports))
+
+    def port(self, port: int, protocol: str) -> ServicePortTarget | None:
+        """The Service port ``port/protocol`` (matched against ``port``, not targetPort or nodePort)."""
+        proto = protocol.upper()
+        return next((p for p in self.ports if p.port.port == port and p.port.protocol == proto), None)
+
+
+@dataclass(frozen=True, slots=True)
+class SlbServer:
+    """One backend server of a listener: the pod or instance at its address (None: nothing in the plan
+    holds it), and the Service whose NodePort it is when it is a node on a NodePort of its cluster
+    (kube-proxy then takes the connection over)."""
+
+    backend: SlbBackend
+    endpoint: Endpoint | None
+    node_port_of: ServiceEndpoint | None = None
+
+    def __str__(self) -> str:
+        return f"{self.backend.server} ({self.backend.ip}:{self.backend.port})"
+
+
+@dataclass(frozen=True, slots=True)
+class SlbListener:
+    listener: PlannedListener
+    servers: tuple[SlbServer, ...]
+
+    @property
+    def protocol(self) -> Protocol:
+        """The transport the listener takes: TCP for tcp, http and https, UDP for udp."""
+        return "UDP" if self.listener.protocol == "udp" else "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class SlbEndpoint:
+    """A CLB instance as a destination: ``slb/NAME`` (a LoadBalancer of the files) or ``slb/NS/NAME``
+    (the one the cloud controller made for a LoadBalancer Service). ``live`` is None when it exists in
+    the network, else why not (no VIP, no VPC with its backends, its VSwitch missing)."""
+
+    name: str
+    lb: PlannedLoadBalancer
+    listeners: tuple[SlbListener, ...]
+    live: str | None = None
+    kind: Literal["slb"] = "slb"
+
+    @property
+    def declared_ports(self) -> tuple[tuple[int, Protocol], ...]:
+        """The listener ports, what ``check``/``probe`` use without ``--port`` (DESIGN.md)."""
+        return tuple(dict.fromkeys((li.listener.port, li.protocol) for li in self.listeners))
+
+    def listener(self, port: int, protocol: str) -> SlbListener | None:
+        proto = protocol.upper()
+        return next((li for li in self.listeners if li.listener.port == port and li.protocol == proto), None)
+
+
+def slb_name(lb: PlannedLoadBalancer) -> str:
+    return f"{SLB_PREFIX}{lb.name}"
+
+
+def internet_endpoint() -> Endpoint:
+    """The ``internet`` source: a client of the emulated Internet, outside every VPC."""
+    return Endpoint(
+        name=INTERNET,
+        kind="internet",
+        ip=INTERNET_CLIENT,
+        eni=EniRef("", "", INTERNET, "", "", "", ()),
+        instance="",
+        datapath="internet",
+        vpc="",
+    )
+
+
+Destination = Endpoint | ServiceEndpoint | SlbEndpoint
+
+
 @dataclass(slots=True)
 class EndpointIndex:
     """Every endpoint of a Plan, by name, built once; ``resolve`` reads it."""
@@ -126,6 +293,9 @@ class EndpointIndex:
     instances: dict[str, Endpoint]  # "ecs/NAME" -> endpoint, nodes included
     pending: dict[str, str]  # "NS/POD" -> why it is not an endpoint
     standalone: tuple[str, ...]  # names of ECS instances that are not nodes
+    services: dict[str, ServiceEndpoint] = field(default_factory=dict)  # "svc/NS/NAME" -> Service
+    external_names: dict[str, str] = field(default_factory=dict)  # "svc/NS/NAME" -> its CNAME
+    slbs: dict[str, SlbEndpoint] = field(default_factory=dict)  # "slb/NAME", "slb/NS/NAME" -> CLB
 
     @classmethod
     def of(cls, plan: Plan) -> EndpointIndex:
@@ -163,7 +333,9 @@ class EndpointIndex:
         standalone = tuple(
             ecs_name(i.name) for i in sorted(plan.instances, key=lambda i: i.name) if not i.is_node
         )
-        return cls(pods, ecs, pending, standalone)
+        services, external_names = _services(plan, pods, ecs)
+        slbs = _slbs(plan, pods, ecs, services)
+        return cls(pods, ecs, pending, standalone, services, external_names, slbs)
 
     def everything(self) -> list[Endpoint]:
         """Every pod and every standalone ECS instance: what an absent ``--from``/``--to`` means.
@@ -171,6 +343,124 @@ class EndpointIndex:
         Nodes are left out: they are infrastructure, asked for by name, kind or label.
         """
         return [*self.pods.values(), *(self.instances[n] for n in self.standalone)]
+
+
+def _services(
+    plan: Plan, pods: Mapping[str, Endpoint], instances: Mapping[str, Endpoint]
+) -> tuple[dict[str, ServiceEndpoint], dict[str, str]]:
+    """Every Service of the plan as a destination; ExternalName Services apart (a CNAME, no backend)."""
+    slices: dict[tuple[str, str, str], list[PlannedEndpointSlice]] = {}
+    for sl in plan.endpoint_slices:
+        slices.setdefault((sl.cluster, sl.namespace, sl.service), []).append(sl)
+    # An address in a slice is a pod's (a pod key when the controller wrote it) or, in a hand-written
+    # slice, any address: the pod, hostNetwork pod or instance holding it, if any.
+    by_ip: dict[IPv4Address, Endpoint] = {}
+    for endpoint in (*instances.values(), *pods.values()):
+        if endpoint.datapath != "host-network":
+            by_ip[endpoint.ip] = endpoint
+    nodes_of: dict[str, list[Endpoint]] = {}
+    for endpoint in instances.values():
+        if endpoint.cluster is not None:
+            nodes_of.setdefault(endpoint.cluster, []).append(endpoint)
+    services: dict[str, ServiceEndpoint] = {}
+    external: dict[str, str] = {}
+    for svc in plan.services:
+        name = svc_name(svc)
+        if name in services or name in external:
+            continue  # the same namespace/name in a second cluster: the first one keeps the name
+        if svc.type == "ExternalName":
+            external[name] = svc.external_name or ""
+            continue
+        own = slices.get((svc.cluster, svc.namespace, svc.name), [])
+        nodes = tuple(sorted(nodes_of.get(svc.cluster, []), key=lambda e: e.name))
+        services[name] = ServiceEndpoint(
+            name=name,
+            service=svc,
+            ports=tuple(_service_port(p, own, pods, by_ip) for p in svc.ports),
+            nodes=nodes,
+            vpc=nodes[0].vpc if nodes else "",
+        )
+    return services, external
+
+
+def _slbs(
+    plan: Plan,
+    pods: Mapping[str, Endpoint],
+    instances: Mapping[str, Endpoint],
+    services: Mapping[str, ServiceEndpoint],
+) -> dict[str, SlbEndpoint]:
+    """Every CLB instance of the plan, each backend server tied to what holds its address."""
+    by_ip: dict[IPv4Address, Endpoint] = {}
+    for endpoint in (*instances.values(), *pods.values()):
+        if endpoint.datapath != "host-network":
+            by_ip.setdefault(endpoint.ip, endpoint)
+    # (cluster, nodePort, protocol) -> the Service: kube-proxy on every node of the cluster answers it.
+    node_ports: dict[tuple[str, int, str], ServiceEndpoint] = {}
+    for svc in services.values():
+        if svc.service.type in ("NodePort", "LoadBalancer"):
+            for p in svc.ports:
+                if p.port.node_port is not None:
+                    node_ports.setdefault((svc.cluster, p.port.node_port, p.port.protocol), svc)
+    vswitches = {v.name for v in plan.vswitches}
+    out: dict[str, SlbEndpoint] = {}
+    for lb in plan.load_balancers:
+        listeners = []
+        for li in lb.listeners:
+            proto = "UDP" if li.protocol == "udp" else "TCP"
+            servers = []
+            for b in li.backends:
+                held = by_ip.get(b.ip)
+                fronted = None
+                if held is not None and held.kind == "ecs" and held.cluster is not None:
+                    fronted = node_ports.get((held.cluster, b.port, proto))
+                servers.append(SlbServer(b, held, fronted))
+            listeners.append(SlbListener(li, tuple(servers)))
+        # As the data plane builds them: an address, a VPC to sit in, and an intranet VIP's VSwitch.
+        live = None
+        if lb.address is None:
+            live = "has no VIP"
+        elif lb.vpc is None:
+            live = "has no backend server in any VPC, so it sits in none"
+        elif lb.address_type == "intranet" and (lb.vswitch is None or lb.vswitch not in vswitches):
+            live = f"has no VSwitch {lb.vswitch!r} to hold its intranet VIP"
+        out.setdefault(slb_name(lb), SlbEndpoint(slb_name(lb), lb, tuple(listeners), live))
+    return out
+
+
+def _service_port(
+    port: PlannedServicePort,
+    slices: Sequence[PlannedEndpointSlice],
+    pods: Mapping[str, Endpoint],
+    by_ip: Mapping[IPv4Address, Endpoint],
+) -> ServicePortTarget:
+    backends: dict[tuple[IPv4Address, int], Backend] = {}
+    for sl in slices:
+        for sp in sl.ports:
+            # Slices name their ports after the Service's (a named targetPort arrives resolved per pod).
+            if sp.name != port.name or sp.protocol != port.protocol:
+                continue
+            for address in sl.endpoints:
+                backends.setdefault((address.ip, sp.port), _backend(address, sp.port, pods, by_ip))
+    return ServicePortTarget(
+        port, tuple(backends[k] for k in sorted(backends, key=lambda k: (int(k[0]), k[1])))
+    )
+
+
+def _backend(
+    address: EndpointAddress, port: int, pods: Mapping[str, Endpoint], by_ip: Mapping[IPv4Address, Endpoint]
+) -> Backend:
+    endpoint = pods.get(address.pod) if address.pod is not None else None
+    if endpoint is None:
+        endpoint = by_ip.get(address.ip)
+    return Backend(
+        ip=address.ip,
+        port=port,
+        endpoint=endpoint,
+        node=address.node if address.node is not None else (endpoint.instance if endpoint else None),
+        ready=address.ready,
+        serving=address.serving,
+        terminating=address.terminating,
+    )
 
 
 def _primary(inst: Instance) -> Eni:
@@ -247,16 +537,35 @@ def resolve(
     ECS instances too), or a kubectl label selector matched against pod and ECS/node labels. A text
     with commas but no selector operators is a list of names and kinds when every part is one.
     ``None`` (or an empty list) means every pod and every standalone ECS instance. Raises
-    ``NotFound`` naming the item that matched nothing, ``UnsupportedEndpoint`` for Services, SLBs
-    and the Internet.
+    ``NotFound`` naming the item that matched nothing, ``UnsupportedEndpoint`` for Services and SLBs
+    (they are destinations: ``resolve_destinations``). ``internet`` is a source (``role="from"``).
     """
+    found = _resolve(plan, selectors, role, services=False)
+    return [e for e in found if isinstance(e, Endpoint)]
+
+
+def resolve_destinations(
+    plan: Plan | EndpointIndex, selectors: str | Sequence[str] | None
+) -> list[Destination]:
+    """What ``--to`` names: as ``resolve``, plus Services (``svc/NS/NAME`` and the kind ``svc``) and
+    SLBs (``slb/NAME``, ``slb/NS/NAME`` and the kind ``slb``).
+
+    Without selectors it is what ``resolve`` gives: pods and standalone instances, no Services or SLBs
+    (ask for them with ``--to svc``, ``--to slb``).
+    """
+    return _resolve(plan, selectors, "to", services=True)
+
+
+def _resolve(
+    plan: Plan | EndpointIndex, selectors: str | Sequence[str] | None, role: Role, services: bool
+) -> list[Destination]:
     index = plan if isinstance(plan, EndpointIndex) else EndpointIndex.of(plan)
     items = [selectors] if isinstance(selectors, str) else list(selectors or [])
     if not items:
-        return index.everything()
-    found: dict[str, Endpoint] = {}
+        return list(index.everything())
+    found: dict[str, Destination] = {}
     for item in _split(items):
-        for endpoint in _resolve_one(index, item, role):
+        for endpoint in _resolve_one(index, item, role, services):
             found.setdefault(endpoint.name, endpoint)
     return list(found.values())
 
@@ -274,29 +583,74 @@ def _split(items: Iterable[str]) -> list[str]:
 
 
 def _is_name_or_kind(text: str) -> bool:
-    return "/" in text or text in (POD_KIND, ECS_KIND) or text in _LATER_KINDS
+    return "/" in text or text in (POD_KIND, ECS_KIND, SVC_KIND, SLB_KIND, INTERNET)
 
 
-def _resolve_one(index: EndpointIndex, item: str, role: Role) -> list[Endpoint]:
+def _resolve_one(index: EndpointIndex, item: str, role: Role, services: bool) -> list[Destination]:
     flag = f"--{role}"
     if not item:
         raise NotFound(f"{flag}: an empty endpoint name")
-    if item in _LATER_KINDS:
-        raise UnsupportedEndpoint(f"{flag} {item}: {_LATER_KINDS[item]} are not supported yet")
-    for prefix, kind in _LATER_PREFIXES.items():
-        if item.startswith(prefix):
-            raise UnsupportedEndpoint(f"{flag} {item}: {_LATER_KINDS[kind]} are not supported yet")
+    if item == SVC_KIND or item.startswith(SVC_PREFIX):
+        if not services:
+            raise UnsupportedEndpoint(
+                f"{flag} {item}: a Service is a destination only (--to); connections start at pods and instances"
+            )
+        return _services_named(index, item, flag)
+    if item == SLB_KIND or item.startswith(SLB_PREFIX):
+        if not services:
+            raise UnsupportedEndpoint(
+                f"{flag} {item}: an SLB is a destination only (--to); connections start at pods, "
+                "instances and the internet"
+            )
+        return _slbs_named(index, item, flag)
+    if item == INTERNET:
+        if role != "from":
+            raise UnsupportedEndpoint(
+                f"{flag} internet: the Internet is a source only (--from internet): nothing of the "
+                "emulation listens there"
+            )
+        return [internet_endpoint()]
     if item == POD_KIND:
         if not index.pods:
             raise NotFound(f"{flag} pods: there is no running pod with an address")
-        return list(index.pods.values())
+        return list[Destination](index.pods.values())
     if item == ECS_KIND:
         if not index.instances:
             raise NotFound(f"{flag} ecs: there is no ECS instance")
-        return list(index.instances.values())
+        return list[Destination](index.instances.values())
     if not _SELECTOR_SYNTAX.search(item) and "/" in item:
         return [_by_name(index, item, flag)]
-    return _by_labels(index, item, flag)
+    return list[Destination](_by_labels(index, item, flag))
+
+
+def _services_named(index: EndpointIndex, item: str, flag: str) -> list[Destination]:
+    if item == SVC_KIND:
+        if not index.services:
+            raise NotFound(f"{flag} svc: there is no Service (ExternalName ones have no backend to reach)")
+        return list(index.services.values())
+    found = index.services.get(item)
+    if found is not None:
+        return [found]
+    if item in index.external_names:
+        raise UnsupportedEndpoint(
+            f"{flag} {item}: an ExternalName Service is only a DNS CNAME to "
+            f"{index.external_names[item]!r}; it has no address or backend in the cluster"
+        )
+    raise NotFound(f"{flag} {item}: no Service named {item[len(SVC_PREFIX) :]!r} (names are svc/NS/NAME)")
+
+
+def _slbs_named(index: EndpointIndex, item: str, flag: str) -> list[Destination]:
+    if item == SLB_KIND:
+        if not index.slbs:
+            raise NotFound(f"{flag} slb: there is no SLB (LoadBalancer or Service of type LoadBalancer)")
+        return list(index.slbs.values())
+    found = index.slbs.get(item)
+    if found is None:
+        raise NotFound(
+            f"{flag} {item}: no SLB named {item[len(SLB_PREFIX) :]!r} (names are slb/NAME for a "
+            "LoadBalancer, slb/NS/NAME for a Service's)"
+        )
+    return [found]
 
 
 def _by_name(index: EndpointIndex, name: str, flag: str) -> Endpoint:

@@ -35,7 +35,10 @@ probes).
 Speed: selectors are parsed once and interned; each identity carries the set of selector indices and
 net lists it matches, computed once per label set; every policy keeps the frozenset of pods it
 selects; decisions are cached by the classes of both ends (applicable policies, matched selectors,
-matched nets, named ports), so an all-pairs check over 500 pods evaluates few distinct cases.
+matched nets, named ports), so an all-pairs check over 500 pods evaluates few distinct cases. A
+policy's selector is matched once per (namespace, label set) and the policies of a pod come from an
+index inverted once, so 1,000 policies over 10,000 pods cost a fraction of a second
+(``matrix.py`` builds on these identities for all pairs at that size).
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ _ANY = _Entity()
 @dataclass(frozen=True, slots=True)
 class _Rule:
     action: Literal["Allow", "Deny", "Log", "Pass"]
-    label: str  # "ingress rule 1": the index the user wrote (a k8s rule expands to several)
+    label: str  # "ingress rule 1": the rule the user wrote, counted from 1 (a k8s rule expands to several)
     protocol: int | None = None
     not_protocol: int | None = None
     icmp: tuple[int | None, int | None] | None = None
@@ -244,6 +247,7 @@ class PolicyModel:
             assert pod.ip is not None
             self._by_ip.setdefault(pod.ip, key)
         self._pod_labels = {key: self._workload_labels(pod) for key, pod in self._pods.items()}
+        self._label_classes: dict[str | None, dict[frozenset[tuple[str, str]], list[str]]] | None = None
         self._selectors: list[str] = []
         self._selector_index: dict[str, int] = {}
         self._netlists: list[tuple[IPv4Network, ...]] = []
@@ -408,16 +412,18 @@ class PolicyModel:
         return PolicyDecision(direction, pod, outcome.allowed, reason, policy=policy.label, rule=outcome.rule)
 
     def _applicable_to(self, pod: str, direction: Direction) -> tuple[int, ...]:
-        key = (pod, direction)
-        found = self._applicable.get(key)
-        if found is None:
-            found = tuple(
-                i
-                for i, p in enumerate(self._policies)
-                if direction.capitalize() in p.types and pod in p.selected
-            )
-            self._applicable[key] = found
-        return found
+        if not self._applicable:
+            # Inverted once from the policies' selected pods, in evaluation order: a scan of every
+            # policy per pod is 10^7 steps at 10,000 pods and 1,000 policies.
+            found_for: dict[tuple[str, Direction], list[int]] = {}
+            for i, p in enumerate(self._policies):
+                for d in ("ingress", "egress"):
+                    if d.capitalize() in p.types:
+                        for key in p.selected:
+                            found_for.setdefault((key, d), []).append(i)
+            self._applicable.update({k: tuple(v) for k, v in found_for.items()})
+            self._applicable[("", "ingress")] = ()  # built, even when no policy selects anything
+        return self._applicable.get((pod, direction), ())
 
     # -- identities -------------------------------------------------------------------------------
 
@@ -493,18 +499,18 @@ class PolicyModel:
     def _select(self, text: str, namespace: str | None) -> frozenset[str]:
         """The pods a policy's (converted) selector picks, within ``namespace`` when given."""
         selector = parse_calico_selector(text)
-        by_class: dict[frozenset[tuple[str, str]], bool] = {}
+        if self._label_classes is None:
+            # Pods by namespace, then by label set: a selector is matched once per label set.
+            classes: dict[str | None, dict[frozenset[tuple[str, str]], list[str]]] = {}
+            for key, pod in self._pods.items():
+                cls = frozenset(self._pod_labels[key].items())
+                for ns in (pod.namespace, None):
+                    classes.setdefault(ns, {}).setdefault(cls, []).append(key)
+            self._label_classes = classes
         out: list[str] = []
-        for key, pod in self._pods.items():
-            if namespace is not None and pod.namespace != namespace:
-                continue
-            labels = self._pod_labels[key]
-            cls = frozenset(labels.items())
-            hit = by_class.get(cls)
-            if hit is None:
-                hit = by_class[cls] = selector.matches(labels)
-            if hit:
-                out.append(key)
+        for keys in self._label_classes.get(namespace, {}).values():
+            if selector.matches(self._pod_labels[keys[0]]):
+                out.extend(keys)
         return frozenset(out)
 
     # -- compiling --------------------------------------------------------------------------------
@@ -617,7 +623,7 @@ class PolicyModel:
             if ports
             else [(None, None)]
         )
-        label = f"{direction} rule {index}"
+        label = f"{direction} rule {index + 1}"
         rules: list[_Rule] = []
         for entity in entities:
             for number, port_matches in protocols:
@@ -696,7 +702,7 @@ class PolicyModel:
             out.append(
                 _Rule(
                     action=rule.action,
-                    label=f"{direction} rule {i}",
+                    label=f"{direction} rule {i + 1}",
                     protocol=_protocol_number(rule.protocol),
                     not_protocol=_protocol_number(rule.not_protocol),
                     icmp=_icmp(rule.icmp),

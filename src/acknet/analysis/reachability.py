@@ -31,23 +31,52 @@ The path of a packet (reference/alibaba.md 1.4, 1.5, 2 and 3):
   listener, so a verdict names the policy and rule that decided, or why none applies (no policy
   selects the pod; Flannel, exclusive ENI or ``networkPolicy: false`` on ACK).
 
-A ``Verdict`` is a list of ``Hop``s, one per place that decided, so later layers insert theirs where
-they happen: Services as a DNAT hop before the path to each backend (policy then sees the backend's
-own address and port) with ``partial`` when only some backends are reachable.
+- Flannel's ``vxlan`` backend (``flannelBackend: vxlan``; dataplane/render/topology.py): the VPC
+  has no route entry for any PodCIDR. A node reaches another node's pods through ``flannel.1``,
+  which wraps the packet in VXLAN, UDP 8472 from its primary IP to the peer node's: the security
+  groups judge that node-to-node UDP flow, never the pod addresses. The reply to a pod address is
+  tunnelled back the same way, and its outer flow (peer -> node, UDP 8472) is a new flow to the
+  stateful groups, so both directions of UDP 8472 must pass. Addresses outside the cluster's nodes
+  cannot reach a pod, nor answer one (flannel's ``--ip-masq`` is not part of the emulation).
+
+Services (``service_verdict``; reference/k8s.md 3, kube-proxy): a connection to ``svc/NS/NAME`` is
+judged through each endpoint kube-proxy could pick, after its DNAT, so the policies and security
+groups see the endpoint's own address and targetPort. Pods and nodes of the cluster use the
+ClusterIP (internalTrafficPolicy Local: only endpoints on the client's node); anything else reaches
+the Service only through its NodePort on each node's primary IP (the VPC has no route to the
+service CIDR), judged at both ENIs' groups on the nodePort, then kube-proxy on that node:
+externalTrafficPolicy Cluster SNATs to the node, so an endpoint elsewhere sees the node (policy on
+a local endpoint still sees the client: SNAT happens at postrouting, after the filter hooks);
+Local keeps the client address and only the node's own endpoints, and a node without one drops.
+A Service without ready endpoints rejects. A headless Service has no virtual address: its name
+resolves to its ready endpoints' addresses, which are judged directly. The verdict is allowed when
+every path is, not allowed when none is, and ``partial`` in between; its hops are the Service hop
+and one line per backend (and node, through a NodePort), each naming what decided.
 
 Pure and cached: security group decisions are kept per (ENI, peer address, protocol, port), so a
 check over every pair of a 500-pod plan evaluates the rules O(pods x ENIs) times, not O(pods²).
+Every pair of 10,000 pods is still 10^8 verdicts: ``matrix.py`` answers those per equivalence class
+of endpoints with bitsets, and comes back here (``verdict``, ``_network_path``) for one pair per
+class pair and for every reason it prints.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Literal, cast
 
-from acknet.analysis.endpoints import Endpoint, EniRef
+from acknet.analysis.endpoints import (
+    Backend,
+    Destination,
+    Endpoint,
+    EniRef,
+    ServiceEndpoint,
+    ServicePortTarget,
+    SlbEndpoint,
+)
 from acknet.analysis.policy import PolicyDecision, PolicyModel
 from acknet.analysis.security_group import SGDecision, evaluate_direction, group_members
 from acknet.controllers.state import Plan, Protocol, RouteEntry
@@ -55,6 +84,12 @@ from acknet.model.cloud import SecurityGroup
 
 HopAction = Literal["accept", "drop", "reject", "forward"]
 PortSpec = tuple[int, Protocol]
+
+# flannel's vxlan backend: the Linux VXLAN port (flannel:pkg/backend/vxlan), not IANA's 4789.
+FLANNEL_VXLAN_PORT = 8472
+# Probes and the differential tests send this many attempts per backend through a Service, so that
+# random endpoint choice reaches each one (a backend is missed with probability about e^-8).
+ATTEMPTS_PER_BACKEND = 8
 
 _PORT = re.compile(r"^\s*(\d{1,5})\s*(?:/\s*([A-Za-z]+)\s*)?$")
 _PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP", "SCTP")
@@ -103,12 +138,16 @@ class Hop:
         return {"at": self.at, "object": self.object, "rule": self.rule, "action": self.action}
 
 
+VerdictState = Literal["allowed", "partial", "denied"]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """Whether a new session ``source -> destination:port/protocol`` opens, and the hops that decided.
 
     ``partial`` is for Services and SLBs (DESIGN.md: some backends reachable, not all); a plain
-    endpoint is never partial.
+    endpoint is never partial. ``backends`` are the verdicts of each path through a Service, to one
+    endpoint (through one node, for a NodePort), the hops of which are summarised in ``hops``.
     """
 
     source: str
@@ -118,10 +157,16 @@ class Verdict:
     allowed: bool
     hops: tuple[Hop, ...]
     partial: bool = False
+    backends: tuple[Verdict, ...] = ()
 
     @property
     def reasons(self) -> list[str]:
         return [hop.reason for hop in self.hops]
+
+    @property
+    def state(self) -> VerdictState:
+        """``allowed``, ``partial`` or ``denied``: the three answers DESIGN.md gives for a pair."""
+        return "partial" if self.partial else "allowed" if self.allowed else "denied"
 
     def to_json(self) -> dict[str, Any]:
         """The verdict as DESIGN.md's ``check``/``probe`` JSON prints it."""
@@ -141,13 +186,14 @@ class Verdict:
 def check(
     plan: Plan,
     sources: Iterable[Endpoint],
-    destinations: Iterable[Endpoint],
+    destinations: Iterable[Destination],
     ports: Sequence[PortSpec] | None = None,
 ) -> list[Verdict]:
     """A verdict for every source, destination and port, in that order.
 
-    Without ``ports`` each destination's declared ports are used (container ports, ECS ports); a
-    destination that declares none gets no verdict then. A pair of an endpoint with itself is left out.
+    Without ``ports`` each destination's declared ports are used (container ports, ECS ports, Service
+    ports); a destination that declares none gets no verdict then. A pair of an endpoint with itself
+    is left out.
     """
     return Reachability(plan).check(sources, destinations, ports)
 
@@ -177,22 +223,39 @@ class Reachability:
         self._listen_hops: dict[tuple[str, int, str], Hop] = {}
         self._policies: dict[str, PolicyModel] = {}
         self._policy_hops: dict[tuple[str, PolicyDecision], Hop] = {}
+        self._node_ip = {i.name: i.primary_ip for i in plan.instances}
+        self._nodes = {i.name: i.cluster for i in plan.instances if i.cluster is not None}
 
     def check(
         self,
         sources: Iterable[Endpoint],
-        destinations: Iterable[Endpoint],
+        destinations: Iterable[Destination],
         ports: Sequence[PortSpec] | None = None,
     ) -> list[Verdict]:
+        return list(self.verdicts(sources, destinations, ports))
+
+    def verdicts(
+        self,
+        sources: Iterable[Endpoint],
+        destinations: Iterable[Destination],
+        ports: Sequence[PortSpec] | None = None,
+    ) -> Iterator[Verdict]:
+        """``check``, one verdict at a time: what ``check -o json`` streams at scale."""
         dsts = list(destinations)
-        out: list[Verdict] = []
         for src in sources:
             for dst in dsts:
+                if isinstance(dst, ServiceEndpoint):
+                    for port, protocol in ports if ports is not None else dst.declared_ports:
+                        yield self.service_verdict(src, dst, port, protocol)
+                    continue
+                if isinstance(dst, SlbEndpoint):
+                    for port, protocol in ports if ports is not None else dst.declared_ports:
+                        yield self.slb_verdict(src, dst, port, protocol)
+                    continue
                 if src.name == dst.name:
                     continue
                 for port, protocol in ports if ports is not None else dst.ports:
-                    out.append(self.verdict(src, dst, port, protocol))
-        return out
+                    yield self.verdict(src, dst, port, protocol)
 
     def verdict(self, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol) -> Verdict:
         hops = self.path(src, dst, port, protocol)
@@ -200,24 +263,323 @@ class Reachability:
             hops.append(self.listen_hop(dst, port, protocol))
         return Verdict(src.name, dst.name, port, protocol, hops[-1].passes, tuple(hops))
 
-    def path(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> list[Hop]:
+    def slb_verdict(self, src: Endpoint, slb: SlbEndpoint, port: int, protocol: Protocol) -> Verdict:
+        """``src`` to an SLB's listener ``port/protocol``, through every backend server (analysis/slb.py)."""
+        from acknet.analysis.slb import slb_verdict
+
+        return slb_verdict(self, src, slb, port, protocol)
+
+    # -- Services -------------------------------------------------------------------------------------
+
+    def service_verdict(self, src: Endpoint, svc: ServiceEndpoint, port: int, protocol: Protocol) -> Verdict:
+        """``src`` to ``svc``'s port ``port/protocol`` (a Service port), judged through every backend."""
+        service = svc.service
+        target = svc.port(port, protocol)
+        where = f"{port}/{protocol}"
+        paths: list[Verdict] = []
+        if service.headless:
+            head = Hop(
+                svc.name,
+                "Service",
+                "forward",
+                f"{svc.name} is headless (clusterIP: None): no virtual address and no kube-proxy; its DNS "
+                "name resolves to the ready endpoints' addresses, each judged directly",
+            )
+            if target is None:
+                return self._service_refused(src, svc, port, protocol, head, f"has no port {where}")
+            if not target.usable():
+                why = "has no ready endpoint: the name resolves to no address"
+                return self._service_refused(src, svc, port, protocol, head, why)
+            paths = [self._backend_verdict(src, svc, port, protocol, b) for b in target.usable()]
+        elif src.cluster == service.cluster:
+            head, paths = self._cluster_ip(src, svc, port, protocol, target)
+        else:
+            head, paths = self._node_ports(src, svc, port, protocol, target)
+        if not paths:
+            return Verdict(src.name, svc.name, port, protocol, False, (head,))
+        ok = [p.allowed for p in paths]
+        summary = tuple(_summary(p) for p in paths)
+        return Verdict(
+            src.name,
+            svc.name,
+            port,
+            protocol,
+            all(ok),
+            (head, *summary),
+            partial=any(ok) and not all(ok),
+            backends=tuple(paths),
+        )
+
+    def _service_refused(
+        self, src: Endpoint, svc: ServiceEndpoint, port: int, protocol: Protocol, head: Hop, why: str
+    ) -> Verdict:
+        hop = Hop(head.at, head.object, "drop", f"{head.reason}; but it {why}")
+        return Verdict(src.name, svc.name, port, protocol, False, (hop,))
+
+    def _cluster_ip(
+        self,
+        src: Endpoint,
+        svc: ServiceEndpoint,
+        port: int,
+        protocol: Protocol,
+        target: ServicePortTarget | None,
+    ) -> tuple[Hop, list[Verdict]]:
+        """A pod or node of the Service's cluster: the ClusterIP, translated by kube-proxy on its node."""
+        service = svc.service
+        node = f"ecs/{src.instance}"
+        at = f"kube-proxy on {node}"
+        address = f"ClusterIP {service.cluster_ip}:{port}/{protocol} of {svc.name}"
+        if target is None:
+            # cluster-ips-check: "Reject traffic to invalid ports of ClusterIPs".
+            return Hop(
+                at, "kube-proxy", "reject", f"{address}: the Service has no such port, {at} rejects"
+            ), []
+        backends = target.usable()
+        if not backends:
+            return (
+                Hop(
+                    at,
+                    "kube-proxy",
+                    "reject",
+                    f"{address}: no ready endpoint, {at} rejects it (TCP reset, ICMP port unreachable)",
+                ),
+                [],
+            )
+        if service.internal_traffic_policy == "Local":
+            backends = tuple(b for b in backends if b.node == src.instance)
+            if not backends:
+                return (
+                    Hop(
+                        at,
+                        "kube-proxy",
+                        "drop",
+                        f"{address}: internalTrafficPolicy Local and no ready endpoint on {node}: {at} drops",
+                    ),
+                    [],
+                )
+        via = (
+            f" (over veth1 from the exclusive ENI of {src.name}; Terway's terway-masq SNATs what leaves the node)"
+            if src.datapath == "terway-exclusive"
+            else ""
+        )
+        head = Hop(
+            at,
+            "kube-proxy",
+            "forward",
+            f"{address}: {at}{via} DNATs to one of {len(backends)} ready endpoint(s) at random "
+            f"(targetPort {target.port.target_port})",
+            rule=f"{service.cluster_ip}:{port}/{protocol}",
+        )
+        return head, [self._backend_verdict(src, svc, port, protocol, b) for b in backends]
+
+    def _backend_verdict(
+        self, src: Endpoint, svc: ServiceEndpoint, port: int, protocol: Protocol, backend: Backend
+    ) -> Verdict:
+        """From ``src`` (in the cluster, or any client of a headless name) to one endpoint, after DNAT."""
+        dst = backend.endpoint
+        label = f"{svc.name} -> {backend}"
+        if dst is None:
+            hop = Hop(
+                str(backend.ip), "VPC", "drop", f"{backend.ip} is no pod or instance address in the plan"
+            )
+            return Verdict(src.name, label, port, protocol, False, (hop,))
+        if dst.name == src.name and not svc.service.headless:
+            # kube-proxy sends a pod's own packet back to it (masqueraded); on Flannel that means out of
+            # the cni0 port it came in on, which the bridge allows only in hairpin mode.
+            hops = self.path(src, dst, backend.port, protocol)
+            how = (
+                "cni0 sends it back out of the port it came in on: hairpin mode, which flannel's CNI "
+                "configuration (hairpinMode: true) turns on for every pod"
+                if src.datapath == "flannel"
+                else "the node routes it back to the pod's own veth"
+            )
+            hops.insert(0, Hop(f"ecs/{src.instance}", "hairpin", "forward", f"hairpin to itself: {how}"))
+        elif svc.service.headless or src.datapath != "terway-exclusive":
+            # Off the node, kube-proxy masquerades a node's own traffic (its address is not a pod's).
+            hops = self.path(src, dst, backend.port, protocol, masqueraded=src.on_host_stack)
+        else:
+            hops = self._exclusive_to_service(src, svc, dst, backend, protocol)
+        if hops[-1].passes:
+            hops.append(self.listen_hop(dst, backend.port, protocol))
+        return Verdict(src.name, label, port, protocol, hops[-1].passes, tuple(hops))
+
+    def _exclusive_to_service(
+        self, src: Endpoint, svc: ServiceEndpoint, dst: Endpoint, backend: Backend, protocol: Protocol
+    ) -> list[Hop]:
+        """An exclusive-ENI pod sends Service traffic over veth1 to its node (exclusive_eni_linux.go);
+        the node's kube-proxy translates it and Terway's ``terway-masq`` chain SNATs what leaves the
+        node (alibaba.md 1.6), so the endpoint sees the node and replies to it."""
+        node = next((n for n in svc.nodes if n.instance == src.instance), None)
+        hops = [self._policy_hop("egress", src, dst, protocol, backend.port)]
+        if node is None or not hops[-1].passes:
+            return hops
+        hops.append(
+            Hop(
+                f"{src.name} veth1",
+                "pod routing",
+                "forward",
+                f"{src.name}: the service CIDR is routed over veth1 to ecs/{src.instance}, "
+                "which masquerades it (terway-masq)",
+            )
+        )
+        if dst.instance == src.instance:
+            hops.append(self._local_hop(node, dst))
+            if dst.kind == "pod":
+                hops.append(self._policy_hop("ingress", dst, src, protocol, backend.port))
+            return hops
+        hops.extend(self.path(node, dst, backend.port, protocol, masqueraded=True))
+        return hops
+
+    def _node_ports(
+        self,
+        src: Endpoint,
+        svc: ServiceEndpoint,
+        port: int,
+        protocol: Protocol,
+        target: ServicePortTarget | None,
+    ) -> tuple[Hop, list[Verdict]]:
+        """A client outside the cluster: only a NodePort on a node's primary IP leads to the Service."""
+        service = svc.service
+        node_port = target.port.node_port if target is not None else None
+        if node_port is None or service.type not in ("NodePort", "LoadBalancer") or not svc.nodes:
+            why = (
+                "the Service has no NodePort"
+                if target is not None
+                else f"the Service has no port {port}/{protocol}"
+            )
+            return (
+                Hop(
+                    f"VPC {src.vpc}",
+                    "VPC route table",
+                    "drop",
+                    f"ClusterIP {service.cluster_ip} of {svc.name} is reachable only from the nodes and pods "
+                    f"of cluster {service.cluster} (the VPC has no route to the service CIDR); "
+                    f"{src.name} is outside it and {why}",
+                ),
+                [],
+            )
+        assert target is not None
+        head = Hop(
+            svc.name,
+            "Service",
+            "forward",
+            f"{src.name} is outside cluster {service.cluster}: {svc.name} port {port}/{protocol} through "
+            f"NodePort {node_port} on each node's primary IP (externalTrafficPolicy "
+            f"{service.external_traffic_policy})",
+            rule=f"nodePort {node_port}",
+        )
+        backends = target.usable()
+        paths: list[Verdict] = []
+        for node in svc.nodes:
+            paths.extend(self._through_node(src, svc, port, protocol, node, node_port, backends))
+        return head, paths
+
+    def _through_node(
+        self,
+        src: Endpoint,
+        svc: ServiceEndpoint,
+        port: int,
+        protocol: Protocol,
+        node: Endpoint,
+        node_port: int,
+        backends: Sequence[Backend],
+    ) -> list[Verdict]:
+        via = f"{svc.name} via {node.name}:{node_port}"
+        # The groups judge the nodePort at the node's ENI, before kube-proxy translates it.
+        front = self.path(src, node, node_port, protocol)
+        if not front[-1].passes:
+            return [Verdict(src.name, via, port, protocol, False, tuple(front))]
+        return self.node_port_backends(src, svc, port, protocol, node, node_port, backends, front, via)
+
+    def node_port_backends(
+        self,
+        src: Endpoint,
+        svc: ServiceEndpoint,
+        port: int,
+        protocol: Protocol,
+        node: Endpoint,
+        node_port: int,
+        backends: Sequence[Backend],
+        front: Sequence[Hop],
+        via: str,
+    ) -> list[Verdict]:
+        """kube-proxy on ``node`` takes a connection from ``src``'s address that ``front`` brought to
+        its NodePort: one path per endpoint it may pick (also an SLB's backend server, analysis/slb.py)."""
+        service = svc.service
+        at = f"kube-proxy on {node.name}"
+        local = service.external_traffic_policy == "Local"
+        if not backends:
+            hop = Hop(at, "kube-proxy", "reject", f"NodePort {node_port}: no ready endpoint, {at} rejects it")
+            return [Verdict(src.name, via, port, protocol, False, (*front, hop))]
+        chosen = [b for b in backends if b.node == node.instance] if local else list(backends)
+        if not chosen:
+            hop = Hop(
+                at,
+                "kube-proxy",
+                "drop",
+                f"NodePort {node_port}: externalTrafficPolicy Local and no ready endpoint on {node.name}: {at} drops",
+            )
+            return [Verdict(src.name, via, port, protocol, False, (*front, hop))]
+        nat = (
+            "keeps the client address (externalTrafficPolicy Local)"
+            if local
+            else "masquerades to the node (externalTrafficPolicy Cluster)"
+        )
+        out = []
+        for backend in chosen:
+            dnat = Hop(
+                at,
+                "kube-proxy",
+                "forward",
+                f"NodePort {node_port}: {at} DNATs to {backend} and {nat}",
+                rule=f"{node.ip}:{node_port}/{protocol}",
+            )
+            hops = [*front, dnat]
+            dst = backend.endpoint
+            if dst is None:
+                hops.append(
+                    Hop(str(backend.ip), "VPC", "drop", f"{backend.ip} is no pod or instance address")
+                )
+            elif dst.instance == node.instance:
+                # A local endpoint: the filter hooks see the client's address (SNAT comes at postrouting).
+                hops.append(self._local_hop(node, dst))
+                if dst.kind == "pod":
+                    hops.append(self._policy_hop("ingress", dst, src, protocol, backend.port))
+            else:
+                hops.extend(self.path(node, dst, backend.port, protocol, masqueraded=True))
+            if hops[-1].passes and dst is not None:
+                hops.append(self.listen_hop(dst, backend.port, protocol))
+            out.append(Verdict(src.name, f"{via} -> {backend}", port, protocol, hops[-1].passes, tuple(hops)))
+        return out
+
+    def path(
+        self, src: Endpoint, dst: Endpoint, port: int, protocol: str, *, masqueraded: bool = False
+    ) -> list[Hop]:
         """The hops from ``src`` to ``dst``'s address up to the first that stops the packet.
 
         A pod's egress policy is met first, on its ``cali`` veth before any routing; the destination
-        pod's ingress policy last, on its veth after the security groups (policy.py).
+        pod's ingress policy last, on its veth after the security groups (policy.py). ``masqueraded``:
+        kube-proxy SNATs the packet to ``src`` (a node) on its way out, which changes where a Flannel
+        vxlan reply goes (to the node's flannel.1 address, through the tunnel).
         """
         hops: list[Hop] = []
         if src.kind == "pod":
             hops.append(self._policy_hop("egress", src, dst, protocol, port))
             if not hops[-1].passes:
                 return hops
-        hops.extend(self._network_path(src, dst, port, protocol))
+        hops.extend(self._network_path(src, dst, port, protocol, masqueraded=masqueraded))
         if hops[-1].passes and dst.kind == "pod":
             hops.append(self._policy_hop("ingress", dst, src, protocol, port))
         return hops
 
-    def _network_path(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> list[Hop]:
+    def _network_path(
+        self, src: Endpoint, dst: Endpoint, port: int, protocol: str, *, masqueraded: bool = False
+    ) -> list[Hop]:
         """Routing and security groups between the two addresses."""
+        if src.kind == "internet" or dst.kind == "internet":
+            from acknet.analysis.slb import internet_hop
+
+            return [internet_hop(src, dst)]
         if src.vpc != dst.vpc:
             return [
                 Hop(
@@ -229,6 +591,10 @@ class Reachability:
             ]
         if src.instance == dst.instance and _stays_in_instance(src, dst):
             return [self._local_hop(src, dst)]
+        if self._vxlan(dst) and self._nodes.get(src.instance) == dst.cluster:
+            # A node of the cluster (or one of its pods) reaches another node's pod through flannel.1.
+            reply = src.datapath == "flannel" or masqueraded
+            return self._tunnel(src.instance, dst.instance, dst, reply_too=reply)
         hops = [self._sg_hop("egress", src.eni, dst.ip, protocol, port)]
         if not hops[-1].passes:
             return hops
@@ -236,7 +602,72 @@ class Reachability:
         if not hops[-1].passes:
             return hops
         hops.append(self._sg_hop("ingress", dst.eni, src.ip, protocol, port))
+        if hops[-1].passes and self._vxlan(src):
+            hops.extend(self._vxlan_reply(src, dst))
         return hops
+
+    # -- Flannel vxlan --------------------------------------------------------------------------------
+
+    def _vxlan(self, endpoint: Endpoint) -> bool:
+        return endpoint.datapath == "flannel" and self._flannel_backend.get(endpoint.cluster or "") == "vxlan"
+
+    def _tunnel(self, node: str, peer: str, dst: Endpoint, *, reply_too: bool) -> list[Hop]:
+        """flannel.1 on ``node`` to ``peer`` (the node of ``dst``'s PodCIDR) and, when the reply is
+        tunnelled too, back: the groups of both primary ENIs judge node-to-node UDP 8472."""
+        local, remote = self._node_ip[node], self._node_ip[peer]
+        at = f"ecs/{node} flannel.1"
+        hops = [
+            Hop(
+                at,
+                "flannel vxlan",
+                "forward",
+                f"{at}: VXLAN to {dst.ip}'s node ecs/{peer}, UDP {FLANNEL_VXLAN_PORT} {local} -> {remote} "
+                "(the VPC sees only the node addresses)",
+                rule=f"{remote}:{FLANNEL_VXLAN_PORT}/UDP",
+            )
+        ]
+        hops.extend(self._udp_8472(node, peer, dst, ""))
+        if reply_too and hops[-1].passes:
+            hops.extend(self._udp_8472(peer, node, dst, "reply tunnelled back: "))
+        return hops
+
+    def _udp_8472(self, node: str, peer: str, dst: Endpoint, prefix: str) -> list[Hop]:
+        """Egress at ``node``'s primary ENI, the VPC, ingress at ``peer``'s, for VXLAN between them."""
+        src_eni, dst_eni = self._primary_eni(node, dst), self._primary_eni(peer, dst)
+        local, remote = self._node_ip[node], self._node_ip[peer]
+        hops: list[Hop] = []
+        for hop in (
+            self._sg_hop("egress", src_eni, remote, "udp", FLANNEL_VXLAN_PORT),
+            self._sg_hop("ingress", dst_eni, local, "udp", FLANNEL_VXLAN_PORT),
+        ):
+            hops.append(Hop(hop.at, hop.object, hop.action, f"{prefix}{hop.reason}", hop.rule))
+            if not hop.passes:
+                break
+        return hops
+
+    def _primary_eni(self, node: str, near: Endpoint) -> EniRef:
+        # Every node of a Flannel cluster talks through its primary ENI (eth0); Endpoints carry it.
+        for inst in self.plan.instances:
+            if inst.name == node:
+                eni = next(e for e in inst.enis if e.index == 0)
+                return EniRef(eni.id, node, f"ecs/{node}", "eth0", eni.vswitch, near.vpc, eni.security_groups)
+        raise KeyError(node)
+
+    def _vxlan_reply(self, src: Endpoint, dst: Endpoint) -> list[Hop]:
+        """A vxlan pod's packet left natively (to an instance address); the reply to the pod's address
+        comes back through a node's flannel.1, or finds no route at all."""
+        if self._nodes.get(dst.instance) == src.cluster and dst.on_host_stack:
+            return self._udp_8472(dst.instance, src.instance, src, "reply tunnelled back: ")
+        at = f"VPC {dst.vpc}"
+        return [
+            Hop(
+                at,
+                "VPC route table",
+                "drop",
+                f"reply lost: {at} has no route back to the pod address {src.ip} (the Flannel vxlan "
+                "backend writes no route entry; only the cluster's nodes reach pods, through flannel.1)",
+            )
+        ]
 
     def policy_model(self, cluster: str) -> PolicyModel:
         """The network policy of ``cluster``, built on first use and kept."""
@@ -303,7 +734,7 @@ class Reachability:
             where = str(eni)
             rule: str | None = d.implicit
             if d.rule is not None:
-                obj, rule = f"security group {d.rule.group}", f"{d.rule.direction} rule {d.rule.index}"
+                obj, rule = f"security group {d.rule.group}", f"{d.rule.direction} rule {d.rule.index + 1}"
             elif d.group is not None:  # intra-group access of one basic group
                 obj = f"security group {d.group}"
             else:
@@ -350,7 +781,12 @@ class Reachability:
                 )
             else:
                 backend = self._flannel_backend.get(dst.cluster or "", "vpc")
-                note = " (the Flannel vxlan backend is not modelled)" if backend == "vxlan" else ""
+                note = (
+                    " (the Flannel vxlan backend writes none: only the cluster's nodes reach pods, "
+                    "through flannel.1)"
+                    if backend == "vxlan"
+                    else ""
+                )
                 hop = Hop(
                     at, "VPC route table", "drop", f"no route: {at} has no route entry for {dst.ip}{note}"
                 )
@@ -415,6 +851,26 @@ class Reachability:
                 )
             self._listen_hops[key] = hop
         return hop
+
+
+def _summary(path: Verdict) -> Hop:
+    """One line for one path through a Service: where it leads and the hop that decided it."""
+    hops = path.hops
+    if path.allowed:
+        deciding = [h for h in hops if h.object != "listener"]
+        last = deciding[-1] if deciding else hops[-1]
+        hairpin = "".join(f"; {h.reason}" for h in hops if h.object == "hairpin")
+        return Hop(
+            path.destination,
+            "Service backend",
+            "accept",
+            f"{path.destination}: reached ({last.reason}){hairpin}",
+            last.rule,
+        )
+    last = hops[-1]
+    return Hop(
+        path.destination, "Service backend", last.action, f"{path.destination}: {last.reason}", last.rule
+    )
 
 
 def _stays_in_instance(src: Endpoint, dst: Endpoint) -> bool:

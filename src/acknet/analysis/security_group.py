@@ -45,7 +45,8 @@ _PORTLESS = frozenset({"icmp", "gre", "all"})
 
 @dataclass(frozen=True, slots=True)
 class RuleRef:
-    """The user rule that decided: its group, its index in the group's ``spec.rules`` (as in the file)."""
+    """The user rule that decided: its group, its index in the group's ``spec.rules`` (as in the file),
+    shown counting from 1 as people number the rules of a file."""
 
     group: str
     direction: Direction
@@ -54,7 +55,7 @@ class RuleRef:
     policy: Literal["accept", "drop"]
 
     def __str__(self) -> str:
-        return f"{self.group} {self.direction} rule {self.index} priority {self.priority} ({self.policy})"
+        return f"{self.group} {self.direction} rule {self.index + 1} priority {self.priority} ({self.policy})"
 
 
 @dataclass(frozen=True, slots=True)

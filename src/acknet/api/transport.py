@@ -100,7 +100,8 @@ class ApiServer:
         server.routes = self.routes
         os.chmod(self.socket_path, 0o600)  # root's emulation: only root may drive it
         self._server = server
-        threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+        # A short poll: stop() waits for the loop to notice, and `acknet down` waits for stop().
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="api", daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -114,6 +114,34 @@ COLUMNS: dict[str, tuple[list[str], Any]] = {
             ",".join(f"{p['port']}/{p['protocol']}" for p in s["spec"]["ports"]),
         ),
     ),
+    "ingress": (
+        ["NAMESPACE", "NAME", "HOSTS", "ADDRESS", "PORTS", "SERVED"],
+        lambda i: (
+            i["metadata"]["namespace"],
+            i["metadata"]["name"],
+            ",".join(r.get("host", "*") for r in i["spec"].get("rules", [])) or "*",
+            ",".join(x["ip"] for x in i["status"]["loadBalancer"].get("ingress", [])),
+            "80, 443" if i["spec"].get("tls") else "80",
+            next(
+                (
+                    "yes" if c["status"] == "True" else f"no: {c['reason']}: {c['message']}"
+                    for c in i["status"]["conditions"]
+                    if c["type"] == "Served"
+                ),
+                "",
+            ),
+        ),
+    ),
+    "slb": (
+        ["NAME", "TYPE", "ADDRESS", "LISTENERS", "BACKENDS (healthy/all)"],
+        lambda b: (
+            b["name"],
+            b["addressType"],
+            b["address"],
+            ",".join(f"{li['protocol']}/{li['port']}:{li['scheduler']}" for li in b["listeners"]),
+            f"{sum(1 for x in b['backends'] if x['healthy'])}/{len(b['backends'])}",
+        ),
+    ),
 }
 
 
@@ -139,10 +167,14 @@ def get(kind: str, name: str, state: Path | None, output: str) -> int:
 
 
 def target_netns(name: str, state: Path | None, target: str) -> str:
-    """TARGET of exec: ``NS/POD``, ``ecs/NAME`` or ``internet``."""
+    """TARGET of exec: ``NS/POD``, ``ecs/NAME`` or ``internet``.
+
+    ``internet`` is the emulated Internet, whose clients are 203.0.113.0/24 (a process there may bind
+    any of them); a hostNetwork pod is its node's namespace.
+    """
     api = running_api(name, state)
     if target == "internet":
-        raise NotFound("the emulated Internet is not built yet; exec into a pod or an ECS instance")
+        return names.internet_netns(name)
     kind, _, rest = target.partition("/")
     if kind == "ecs":
         instances = api.get("/objects?kind=ecs")["items"] + api.get("/objects?kind=nodes")["items"]
@@ -155,6 +187,9 @@ def target_netns(name: str, state: Path | None, target: str) -> str:
         raise NotFound(f"no pod {target}; targets are NAMESPACE/POD, ecs/NAME or internet")
     if pod["status"]["phase"] != "Running":
         raise NotFound(f"pod {target} is {pod['status']['phase']}: {pod['status'].get('message', '')}")
+    if pod["spec"].get("hostNetwork") or pod["status"].get("podIP") == pod["status"].get("hostIP"):
+        # Only a hostNetwork pod has its node's address: it has no namespace of its own.
+        return names.ecs_netns(name, pod["spec"]["nodeName"])
     return names.pod_netns(name, kind, rest)
 
 

@@ -9,9 +9,13 @@ from typing import Annotated
 import typer
 
 from acknet.cli import live
-from acknet.cli.check import run_check
+from acknet.cli.against import run_against
+from acknet.cli.check import MATRIX_HELP, run_check
+from acknet.cli.graph import GRAPH_HELP, run_graph
 from acknet.cli.output import out, print_data, print_diagnostics
 from acknet.cli.plan_view import plan_json, plan_tables
+from acknet.cli.trace import TRACE_HELP, run_trace
+from acknet.cli.verify import run_verify
 from acknet.controllers.plan import plan as make_plan
 from acknet.errors import AcknetError, InvalidInput
 from acknet.model.build import check_sources
@@ -93,6 +97,11 @@ def main() -> None:
 
 Name = Annotated[str, typer.Option("--name", help="The emulation's name (lowercase letters and digits).")]
 State = Annotated[Path | None, typer.Option("--state", help="State folder (default /var/lib/acknet/NAME).")]
+# trace and graph: the files, or a running emulation (the default one when no file is given either).
+LiveName = Annotated[
+    str | None,
+    typer.Option("--name", help="A running emulation instead of files (default: acknet, without -f)."),
+]
 
 
 class GetFormat(StrEnum):
@@ -110,7 +119,9 @@ def up(files: Files, name: Name = "acknet", state: State = None) -> None:
 
 @app.command()
 def get(
-    kind: Annotated[str, typer.Argument(help="pods, nodes, ecs, vswitches, securitygroups, services")],
+    kind: Annotated[
+        str, typer.Argument(help="pods, nodes, ecs, vswitches, securitygroups, services, slb, ingress")
+    ],
     name: Name = "acknet",
     state: State = None,
     output: Annotated[GetFormat, typer.Option("-o", "--output")] = GetFormat.table,
@@ -165,7 +176,17 @@ class CheckFormat(StrEnum):
     json = "json"
 
 
-@app.command()
+class CheckOutput(StrEnum):
+    table = "table"
+    json = "json"
+    matrix = "matrix"
+
+
+@app.command(
+    help=f"""Can A reach B, and why — from the files alone, naming the rule that decided each verdict.
+
+{MATRIX_HELP}"""
+)
 def check(
     files: Files,
     from_: Annotated[
@@ -173,9 +194,19 @@ def check(
     ] = None,
     to: Selectors = None,
     port: Ports = None,
-    output: Annotated[CheckFormat, typer.Option("-o", "--output")] = CheckFormat.table,
+    output: Annotated[
+        CheckOutput, typer.Option("-o", "--output", help="table, json, or matrix (all pairs, compactly).")
+    ] = CheckOutput.table,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            help="Older files (repeatable): print only the verdicts that change from them to -f; exit 2 if any.",
+        ),
+    ] = None,
 ) -> None:
-    """Can A reach B, and why — from the files alone, naming the rule that decided each verdict."""
+    if against:
+        raise typer.Exit(run_against(against, files, from_, to, port, output.value))
     raise typer.Exit(run_check(files, from_, to, port, output.value))
 
 
@@ -192,6 +223,66 @@ def probe(
 ) -> None:
     """Real packets from every source to every destination and port of a running emulation."""
     raise typer.Exit(live.probe(name, state, from_, to, port, output.value))
+
+
+class TraceFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command(help=TRACE_HELP)
+def trace(
+    source: Annotated[
+        str, typer.Argument(metavar="SRC", help="NS/POD, ecs/NAME or a selector of one endpoint.")
+    ],
+    target: Annotated[
+        str, typer.Argument(metavar="DST[:PORT[/PROTO]]", help="As SRC, or svc/NS/NAME; PORT as 80, 53/udp.")
+    ],
+    files: Annotated[
+        list[str] | None,
+        typer.Option("-f", "--filename", help="A YAML file, a folder of them, or - for stdin."),
+    ] = None,
+    name: LiveName = None,
+    state: State = None,
+    output: Annotated[TraceFormat, typer.Option("-o", "--output")] = TraceFormat.text,
+    live: Annotated[bool, typer.Option("--live", help="Also send the real packet (with --name).")] = False,
+) -> None:
+    raise typer.Exit(run_trace(files, name, state, source, target, output.value, live))
+
+
+@app.command(help=GRAPH_HELP)
+def graph(
+    files: Annotated[
+        list[str] | None,
+        typer.Option("-f", "--filename", help="A YAML file, a folder of them, or - for stdin."),
+    ] = None,
+    name: LiveName = None,
+    state: State = None,
+    from_: Annotated[
+        list[str] | None, typer.Option("--from", help="Sources (see --to); default: every pod and ECS.")
+    ] = None,
+    to: Annotated[
+        list[str] | None,
+        typer.Option(help="Destinations as for check; default: every pod, ECS instance and Service."),
+    ] = None,
+    port: Ports = None,
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="The HTML file to write, - for standard output.")
+    ] = "acknet-graph.html",
+) -> None:
+    raise typer.Exit(run_graph(files, name, state, from_, to, port, output))
+
+
+@app.command()
+def verify(
+    name: Name = "acknet",
+    state: State = None,
+    output: Annotated[CheckFormat, typer.Option("-o", "--output")] = CheckFormat.table,
+) -> None:
+    """check (from the emulation's own files) against probe (real packets) on every pair and port:
+    pods, ECS instances and nodes, and each of them to every Service. Prints the disagreements and
+    exits 1 if there is any (known differences between ACK and the emulation are listed, not counted)."""
+    raise typer.Exit(run_verify(name, state, output.value))
 
 
 if __name__ == "__main__":

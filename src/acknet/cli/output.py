@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import typer
@@ -18,6 +18,16 @@ from acknet.model.diagnostics import Diagnostic
 # address or name is cut short.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+
+
+def print_error(message: str) -> None:
+    """One bad-input or failure line on standard error, as every command writes them."""
+    err.print(f"error: {message}", style="red", markup=False, highlight=False)
+
+
+def verdict_state(verdict: Mapping[str, Any]) -> str:
+    """``allowed``, ``partial`` or ``denied`` of a verdict in DESIGN.md's JSON shape."""
+    return "partial" if verdict.get("partial") else "allowed" if verdict["allowed"] else "denied"
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:

@@ -7,11 +7,17 @@ without it is left out of that port only). Endpoints with the same resolved port
 at most 100 (``--max-endpoints-per-slice``), named ``<service>-`` + 5 generated characters. A Service
 that selects nothing still gets one empty placeholder slice. Slices written by hand (label
 ``kubernetes.io/service-name``) are not the controller's; they are carried over as they are.
+
+Readiness is an input, not something planned: the daemon observes readiness probes and hands the
+not-ready pods in. Such a pod stays in its slices with ``ready=False, serving=False`` (the controller
+keeps not-ready endpoints, consumers skip them); a terminating pod (deleted, still running while
+kube-proxy forgets it) gets ``ready=False, serving=True, terminating=True`` (KEP-1672).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from ipaddress import IPv4Address
 
 from acknet.controllers.naming import generate_name
@@ -38,8 +44,9 @@ class PodIndex:
     rest, never by a scan of every pod: 10,000 Services over 60,000 pods stay well under a second.
     """
 
-    def __init__(self, pods: Sequence[PlannedPod]) -> None:
+    def __init__(self, pods: Sequence[PlannedPod], not_ready: Collection[str] = frozenset()) -> None:
         self.pods = [p for p in pods if p.phase == "Running" and p.ip is not None]
+        self.not_ready = not_ready
         self._postings: dict[tuple[str, str, str], list[int]] = {}
         for i, pod in enumerate(self.pods):
             namespace = pod.namespace
@@ -75,7 +82,8 @@ class PodIndex:
         if found is None:
             pod = self.pods[i]
             assert pod.ip is not None
-            found = EndpointAddress(ip=pod.ip, pod=pod.key, node=pod.node, ready=True)
+            ready = pod.key not in self.not_ready
+            found = EndpointAddress(ip=pod.ip, pod=pod.key, node=pod.node, ready=ready, serving=ready)
             self._addresses[i] = found
         return found
 
@@ -185,9 +193,16 @@ def _hand_written(cluster: str, slice_: EndpointSlice) -> PlannedEndpointSlice |
 
 
 def plan_endpoint_slices(
-    cluster: str, services: Sequence[PlannedService], pods: Sequence[PlannedPod], objs: KubeObjects
+    cluster: str,
+    services: Sequence[PlannedService],
+    pods: Sequence[PlannedPod],
+    objs: KubeObjects,
+    not_ready: Collection[str] = frozenset(),
 ) -> list[PlannedEndpointSlice]:
-    """Every slice of the cluster, managed and hand-written, sorted by (namespace, service, name)."""
+    """Every slice of the cluster, managed and hand-written, sorted by (namespace, service, name).
+
+    ``not_ready`` holds pods ("namespace/name") whose readiness probe fails: their endpoints are not
+    ready."""
     taken: dict[str, set[str]] = {}
     out = []
     for (namespace, name), slice_ in objs.endpoint_slices.items():
@@ -195,9 +210,43 @@ def plan_endpoint_slices(
         kept = _hand_written(cluster, slice_)
         if kept is not None:
             out.append(kept)
-    index = PodIndex(pods)
+    index = PodIndex(pods, not_ready)
     for service in services:
         if service.selector and service.type != "ExternalName":
             out.extend(_managed(service, index, taken.setdefault(service.namespace, set())))
     out.sort(key=lambda s: (s.namespace, s.service, s.name))
     return out
+
+
+def with_endpoint_conditions(
+    slices: Sequence[PlannedEndpointSlice],
+    not_ready: Collection[str] = frozenset(),
+    terminating: Collection[str] = frozenset(),
+) -> tuple[PlannedEndpointSlice, ...]:
+    """``slices`` with the conditions of their pod endpoints set again from readiness: pods in
+    ``terminating`` are ready=False, serving=True, terminating=True; pods in ``not_ready`` are
+    ready=False, serving=False; every other pod endpoint is ready. Hand-written slices are left as
+    written. Cheap: a readiness change re-derives the slices, it does not re-plan addresses."""
+
+    def conditions(ep: EndpointAddress) -> EndpointAddress:
+        if ep.pod is None:
+            return ep
+        if ep.pod in terminating:
+            wanted = (False, True, True)
+        elif ep.pod in not_ready:
+            wanted = (False, False, False)
+        else:
+            wanted = (True, True, False)
+        if (ep.ready, ep.serving, ep.terminating) == wanted:
+            return ep
+        return dataclasses.replace(ep, ready=wanted[0], serving=wanted[1], terminating=wanted[2])
+
+    out = []
+    for sl in slices:
+        if not sl.managed:
+            out.append(sl)
+            continue
+        endpoints = tuple(conditions(ep) for ep in sl.endpoints)
+        same = all(a is b for a, b in zip(endpoints, sl.endpoints, strict=True))
+        out.append(sl if same else dataclasses.replace(sl, endpoints=endpoints))
+    return tuple(out)

@@ -24,6 +24,7 @@ from acknet.controllers.naming import EniRegistry
 from acknet.controllers.nodes import plan_instances
 from acknet.controllers.scheduling import Placement, schedule
 from acknet.controllers.services import plan_services
+from acknet.controllers.slb import plan_load_balancers
 from acknet.controllers.slb_address import allocate_slb_addresses, reserve_fixed_slb_addresses
 from acknet.controllers.state import (
     Instance,
@@ -49,6 +50,9 @@ def _previous_addresses(previous: Plan, book: AddressBook) -> None:
         lb = previous.resources.load_balancers.get(name)
         if lb is not None and lb.spec.vswitch is not None:
             held.setdefault(lb.spec.vswitch, []).append(address)
+    for planned_lb in previous.load_balancers:  # the Services' intranet SLBs (controllers/slb.py)
+        if planned_lb.service is not None and planned_lb.vswitch and planned_lb.address:
+            held.setdefault(planned_lb.vswitch, []).append(planned_lb.address)
     for vswitch, addresses in held.items():
         allocator = book.get(vswitch)
         if allocator is not None:
@@ -81,15 +85,23 @@ def _final_pod(desired: DesiredPod, placement: Placement, address: PodAddress) -
 
 
 class _Planner:
-    def __init__(self, resources: Resources, previous: Plan | None, retired: frozenset[str]) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        previous: Plan | None,
+        retired: frozenset[str],
+        not_ready: frozenset[str] = frozenset(),
+    ) -> None:
         self.resources = resources
         self.retired = retired
+        self.not_ready = not_ready
         self.book = AddressBook.from_resources(resources)
         self.registry = EniRegistry()
         self.prev_instances: dict[str, Instance] = {}
         self.prev_pods: dict[str, dict[str, PlannedPod]] = {}
         self.prev_services: dict[str, dict[str, PlannedService]] = {}
         self.prev_slb: dict[str, IPv4Address] = {}
+        self.prev_lbs = previous.load_balancers if previous is not None else ()
         if previous is not None:
             _previous_addresses(previous, self.book)
             self.prev_instances = {i.name: i for i in previous.instances}
@@ -122,7 +134,7 @@ class _Planner:
         self.pods.extend(pods)
         self.services.extend(planned.services)
         self.cluster_dns[name] = planned.cluster_dns
-        self.slices.extend(plan_endpoint_slices(name, planned.services, pods, objs))
+        self.slices.extend(plan_endpoint_slices(name, planned.services, pods, objs, self.not_ready))
         self.routes.extend(flannel_routes(cluster, nodes))
         return nodes
 
@@ -136,6 +148,9 @@ class _Planner:
             nodes = [i for i in instances if i.cluster == cluster.name]
             objs = resources.kube.get(cluster.name) or KubeObjects()
             out.extend(self.cluster(cluster, objs, nodes))
+        load_balancers, slb = plan_load_balancers(
+            resources, out, self.services, self.slices, self.book, slb, self.prev_lbs
+        )
         return Plan(
             resources=resources,
             vswitches=self.book.usage(),
@@ -146,6 +161,7 @@ class _Planner:
             routes=tuple(self.routes),
             cluster_dns=self.cluster_dns,
             slb_addresses=slb,
+            load_balancers=load_balancers,
         )
 
 
@@ -163,11 +179,18 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def plan(resources: Resources, previous: Plan | None = None, retired: frozenset[str] = frozenset()) -> Plan:
+def plan(
+    resources: Resources,
+    previous: Plan | None = None,
+    retired: frozenset[str] = frozenset(),
+    not_ready: frozenset[str] = frozenset(),
+) -> Plan:
     """The planned state of ``resources``; with ``previous``, allocations that are still valid are kept.
 
     ``retired`` holds pods ("namespace/name") that were deleted or whose process died: a bare pod stays
     gone, a Deployment's replica comes back under a new name, as its ReplicaSet makes a new pod.
+    ``not_ready`` holds pods whose readiness probe fails (observed, so an input): their EndpointSlice
+    endpoints are not ready, and kube-proxy and the cluster DNS leave them out.
     """
     with _cyclic_gc_paused():
-        return _Planner(resources, previous, retired).run()
+        return _Planner(resources, previous, retired, not_ready).run()

@@ -186,3 +186,86 @@ class Plan:
     cluster_dns: Mapping[str, IPv4Address] = field(default_factory=dict)
     # LoadBalancer name -> VIP of each intranet CLB of the files, from its VSwitch (given or allocated)
     slb_addresses: Mapping[str, IPv4Address] = field(default_factory=dict)
+    # Every CLB instance with its VIP, listeners and backends (controllers/slb.py)
+    load_balancers: tuple[PlannedLoadBalancer, ...] = ()
+
+
+# -- Server Load Balancer (CLB) instances, as the SLB controller plans them -------------------------
+
+SlbProtocol = Literal["tcp", "udp", "http", "https"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlbHealthCheck:
+    """A listener's health check with every default filled in (reference/alibaba.md 4).
+
+    ``timeout`` is the effective one: CLB uses the interval when the configured timeout is shorter.
+    ``port`` None means the backend's own port (HealthCheckConnectPort -520).
+    """
+
+    type: Literal["tcp", "http", "udp"] = "tcp"
+    interval: int = 2
+    timeout: int = 5
+    healthy_threshold: int = 3
+    unhealthy_threshold: int = 3
+    port: int | None = None
+    uri: str = "/"
+    domain: str | None = None
+    http_codes: tuple[str, ...] = ("http_2xx",)
+    enabled: bool = True
+
+    @property
+    def failure_window(self) -> int:
+        """Seconds from a backend failing to its removal, at most (health check FAQ)."""
+        return self.timeout * self.unhealthy_threshold + self.interval * (self.unhealthy_threshold - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SlbBackend:
+    """One backend of a listener: ``server`` names it (``ecs/NAME`` or ``eni/IP``), ``ip`` is where
+    traffic goes (an ECS instance's primary IP, or the ENI address)."""
+
+    server: str
+    ip: IPv4Address
+    port: int
+    weight: int = 100
+    role: Literal["", "Master", "Slave"] = ""  # primary/secondary groups only
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedListener:
+    protocol: SlbProtocol
+    port: int
+    scheduler: Literal["wrr", "wlc", "rr", "sch", "tch"]
+    group: str  # "default", or the VServer / primary-secondary group's name
+    backends: tuple[SlbBackend, ...]
+    health_check: SlbHealthCheck
+    persistence_timeout: int = 0
+    acl_type: Literal["white", "black"] | None = None  # None: no ACL on the listener
+    acl_entries: tuple[IPv4Network, ...] = ()
+    connection_rate_limit: int | None = None  # new connections per second; over it they are dropped
+    certificate: str | None = None  # https: the kubernetes.io/tls Secret "namespace/name" it serves
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol}/{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedLoadBalancer:
+    """A CLB instance: one from the files (``name`` = the LoadBalancer's) or one the cloud controller
+    made for a Service of type LoadBalancer (``name`` = "NAMESPACE/SERVICE", ``service`` set).
+
+    ``vpc`` is where it reaches its backends (None: nowhere, it has no backend in any VPC).
+    ``health_source`` is its address in 100.64.0.0/10, the source of its health checks.
+    """
+
+    name: str
+    address_type: Literal["internet", "intranet"]
+    address: IPv4Address | None
+    vpc: str | None
+    vswitch: str | None
+    listeners: tuple[PlannedListener, ...]
+    health_source: IPv4Address
+    service: str | None = None  # "cluster/namespace/name" for the Services' SLBs
+    events: tuple[str, ...] = ()  # what the cloud controller would report as Service events

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import signal
 import sys
 import threading
@@ -12,8 +13,7 @@ from pathlib import Path
 from acknet.api.transport import ApiServer
 from acknet.daemon import server
 from acknet.daemon.engine import Emulation
-
-SOCKET = "acknetd.sock"
+from acknet.daemon.launch import SOCKET
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print(f"acknetd: another daemon already serves {folder}", file=sys.stderr)
         return 1
-    (folder / "acknetd.pid").write_text(f"{__import__('os').getpid()}\n")
+    (folder / "acknetd.pid").write_text(f"{os.getpid()}\n")
     emu = Emulation(args.name, folder)
     api = ApiServer(folder / SOCKET)
     server.register(api, emu)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    api.start()
+    # The emulation first: a request the API accepts must find the built-in server already there,
+    # or the pods it starts would be recorded as served without a socket.
     emu.start()
+    api.start()
     stop.wait()
     api.stop()
     (folder / "acknetd.pid").unlink(missing_ok=True)

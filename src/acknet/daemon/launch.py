@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from acknet.api.transport import ApiClient
-from acknet.daemon.__main__ import SOCKET
 from acknet.errors import DaemonError
+
+SOCKET = "acknetd.sock"  # the daemon's REST API, in the state folder
 
 DEFAULT_STATE_ROOT = Path("/var/lib/acknet")
 

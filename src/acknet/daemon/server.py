@@ -31,6 +31,16 @@ def register(server: ApiServer, emu: Emulation) -> None:
     def get(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
         if emu.plan is None:
             raise ApiError(409, "the emulation has not been built yet")
+        kind = views.ALIASES.get(query.get("kind", "pods"), query.get("kind", "pods"))
+        if kind == "slb":
+            health = emu.slb.health() if emu.slb is not None else {}
+            dropped = emu.slb.dropped() if emu.slb is not None else {}
+            return 200, {"items": views.slb_items(emu.plan, health, dropped)}
+        if kind == "ingress":
+            runtime = emu.ingress
+            problems = runtime.problems() if runtime is not None else None
+            errors = runtime.errors() if runtime is not None else None
+            return 200, {"items": views.ingress_items(emu.plan, problems, errors)}
         try:
             return 200, {"items": views.items(emu.plan, query.get("kind", "pods"), emu.ready)}
         except NotFound as exc:
@@ -64,7 +74,18 @@ def register(server: ApiServer, emu: Emulation) -> None:
         results = run_probes(jobs, timeout=float(body.get("timeout", 1.0)))
         return 200, verdicts(results)
 
+    def sources(body: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        # The files of the latest revision, for answers from the files (`trace --name`, `verify`).
+        latest = emu.store.latest()
+        if latest is None:
+            raise ApiError(409, "the emulation has no files yet")
+        return 200, {
+            "revision": latest.id,
+            "sources": [{"name": s.name, "text": s.text} for s in latest.sources],
+        }
+
     server.route("GET", "/status", status)
+    server.route("GET", "/sources", sources)
     server.route("POST", "/probe", probe)
     server.route("POST", "/apply", apply)
     server.route("GET", "/objects", get)

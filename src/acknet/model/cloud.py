@@ -103,11 +103,11 @@ class NodePool(CloudSchema):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-Addon = Literal["coredns"]
+Addon = Literal["coredns", "nginx-ingress"]
 
 
 def _default_addons() -> list[Addon]:
-    return ["coredns"]
+    return ["coredns", "nginx-ingress"]
 
 
 class ClusterSpec(CloudSchema):
@@ -122,7 +122,8 @@ class ClusterSpec(CloudSchema):
     network_policy: bool = False
     security_groups: list[str] = Field(default_factory=list)
     node_pools: list[NodePool] = Field(min_length=1)
-    # The cluster components ACK installs (CreateCluster's ``addons``); CoreDNS unless the files say so.
+    # The cluster components ACK installs (CreateCluster's ``addons``): CoreDNS and the NGINX Ingress
+    # controller unless the files say so.
     addons: list[Addon] = Field(default_factory=_default_addons)
 
 

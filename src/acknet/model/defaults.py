@@ -67,6 +67,14 @@ CLUSTER_ANNOTATION = "acknet.io/cluster"
 # A pod template annotated with this is served by acknet's built-in server in a special role ("dns").
 BUILTIN_ANNOTATION = "acknet.io/builtin"
 COREDNS_REPLICAS = 2
+# ACK's NGINX Ingress controller: kube-system/nginx-ingress-controller behind nginx-ingress-lb (alibaba.md 6).
+INGRESS_CONTROLLER_REPLICAS = 2
+INGRESS_CLASS = "nginx"  # ACK's default IngressClass
+INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"  # the legacy way to name it
+INGRESS_CONTROLLER_NAME = "k8s.io/ingress-nginx"  # IngressClass spec.controller
+INGRESS_BUILTIN_ROLE = "nginx-ingress"  # BUILTIN_ANNOTATION value of the controller's pods
+# What the controller pods declare as their command; acknet starts NGINX there itself.
+INGRESS_PLACEHOLDER_COMMAND = ("/usr/sbin/nginx", "-e", "stderr", "-p", "/nonexistent/", "-c", "nginx.conf")
 SYSTEM_NAMESPACES = ("default", "kube-system")
 
 # The default cloud for files with Kubernetes objects only (ACK's Terway example network plan).

@@ -176,7 +176,7 @@ class Secret(KubeResource):
     kind_name: ClassVar[str] = "Secret"
     type: str = "Opaque"
     data: dict[str, str] = Field(default_factory=dict)
-    string_data: dict[str, str] = Field(default_factory=dict)
+    string_data: dict[str, str] = Field(default_factory=dict, alias="stringData")
 
 
 class ServiceBackendPort(KubeSchema):

@@ -363,7 +363,8 @@ class _Builder:
 
     def _make_default_cloud(self) -> None:
         """One VPC, node and pod VSwitches, and a Terway cluster with policy on and nodes enough for the pods."""
-        demand = defaults.COREDNS_REPLICAS + sum(
+        addons = defaults.COREDNS_REPLICAS + defaults.INGRESS_CONTROLLER_REPLICAS
+        demand = addons + sum(
             1 if isinstance(o, Pod) else o.spec.replicas if isinstance(o, Deployment) else 0
             for o in self.kube_docs
         )
@@ -397,6 +398,21 @@ class _Builder:
             objs = self.res.kube.setdefault(name, KubeObjects())
             if "coredns" in cluster.spec.addons and ("kube-system", "coredns") not in objs.deployments:
                 objs.deployments[("kube-system", "coredns")] = Deployment.model_validate(COREDNS)
+
+    def ingress_controller(self) -> None:
+        """ACK installs its NGINX Ingress controller in kube-system: the Deployment
+        nginx-ingress-controller behind the LoadBalancer Service nginx-ingress-lb, a public CLB on ports
+        80 and 443 (alibaba.md 6), unless the Cluster drops the ``nginx-ingress`` add-on or the files
+        bring their own objects of those names."""
+        for name, cluster in self.res.clusters.items():
+            if "nginx-ingress" not in cluster.spec.addons:
+                continue
+            objs = self.res.kube.setdefault(name, KubeObjects())
+            deployment = ("kube-system", "nginx-ingress-controller")
+            if deployment not in objs.deployments:
+                objs.deployments[deployment] = Deployment.model_validate(NGINX_INGRESS_CONTROLLER)
+            if ("kube-system", "nginx-ingress-lb") not in objs.services:
+                objs.services[("kube-system", "nginx-ingress-lb")] = Service.model_validate(NGINX_INGRESS_LB)
 
     def cluster_security_groups(self) -> None:
         """A cluster without security groups gets the basic group ACK creates with it (help page
@@ -456,6 +472,71 @@ COREDNS = {
 }
 
 
+# ACK's ingress-nginx pods (app: ingress-nginx). acknet runs Debian's NGINX in each of them with a
+# configuration and prefix of its own (dataplane/apply/nginx.py): the command below only says so;
+# were it ever run as it is, ``-e stderr`` and a prefix that does not exist make it stop at once,
+# never touching the host's /etc/nginx or /var/log/nginx.
+NGINX_INGRESS_CONTROLLER = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "nginx-ingress-controller",
+        "namespace": "kube-system",
+        "labels": {"app": "ingress-nginx"},
+    },
+    "spec": {
+        "replicas": defaults.INGRESS_CONTROLLER_REPLICAS,
+        "selector": {"matchLabels": {"app": "ingress-nginx"}},
+        "template": {
+            "metadata": {
+                "labels": {"app": "ingress-nginx"},
+                "annotations": {defaults.BUILTIN_ANNOTATION: defaults.INGRESS_BUILTIN_ROLE},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "nginx-ingress-controller",
+                        "image": "registry-vpc.cn-hangzhou.aliyuncs.com/acs/aliyun-ingress-controller",
+                        "command": list(defaults.INGRESS_PLACEHOLDER_COMMAND),
+                        "ports": [
+                            {"name": "http", "containerPort": 80, "protocol": "TCP"},
+                            {"name": "https", "containerPort": 443, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 10254, "protocol": "TCP"},
+                        ],
+                        # As ingress-nginx's chart: ready once NGINX answers /healthz on 10254.
+                        "readinessProbe": {
+                            "httpGet": {"path": "/healthz", "port": 10254},
+                            "periodSeconds": 2,
+                            "failureThreshold": 3,
+                        },
+                    }
+                ]
+            },
+        },
+    },
+}
+
+NGINX_INGRESS_LB = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {
+        "name": "nginx-ingress-lb",
+        "namespace": "kube-system",
+        "labels": {"app": "nginx-ingress-lb"},
+    },
+    "spec": {
+        "type": "LoadBalancer",
+        # ACK's nginx-ingress-lb keeps the client address (whitelist-source-range needs it).
+        "externalTrafficPolicy": "Local",
+        "selector": {"app": "ingress-nginx"},
+        "ports": [
+            {"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"},
+            {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+        ],
+    },
+}
+
+
 def _cloud(cls: type[C], name: str, spec: dict[str, Any]) -> C:
     """A cloud object acknet makes itself (no origin: it is in no file)."""
     return cls.model_validate(
@@ -481,4 +562,5 @@ def load_resources(sources: Sequence[Source]) -> LoadResult:
     builder.place_kube()
     builder.cluster_security_groups()
     builder.cluster_dns()
+    builder.ingress_controller()
     return LoadResult(builder.res, builder.diags)

@@ -651,7 +651,10 @@ class _Checker:
                     port_names.add(p.name)
         if spec.host_network:
             self.warn(
-                obj, f"{at}.hostNetwork", "host-network pods are not emulated; the pod gets its own address"
+                obj,
+                f"{at}.hostNetwork",
+                "the pod shares its node's network namespace and address: its container ports are "
+                "served on the node's IP and no network policy applies to it",
             )
 
     def kube(self, cluster: str, objs: KubeObjects) -> None:
@@ -685,9 +688,11 @@ class _Checker:
             self.network_policy(objs, policy)
         for cp in objs.calico_policies.values():
             self.calico_policy(cp, "spec", cp.spec.selector, namespaced=True)
+            self.calico_policy_selects(objs, cp)
         for gp in objs.global_policies.values():
             self.calico_policy(gp, "spec", gp.spec.selector, namespaced=False)
             self.calico_selector(gp, "spec.namespaceSelector", gp.spec.namespace_selector)
+            self.calico_policy_selects(objs, gp)
         net_sets: list[NetworkSet | GlobalNetworkSet] = [
             *objs.network_sets.values(),
             *objs.global_network_sets.values(),
@@ -723,7 +728,9 @@ class _Checker:
         cidr = cluster.spec.service_cidr
         dns_ip = cidr.network_address + defaults.CLUSTER_DNS_OFFSET
         cluster_ips: dict[IPv4Address, str] = {cidr.network_address + 1: "the kubernetes Service"}
-        node_ports: dict[tuple[int, str], str] = {}
+        # One NodePort range for every protocol (the API server's single allocator): another Service
+        # may not take a port in use for any protocol; one Service may use it for TCP and UDP alike.
+        node_ports: dict[int, tuple[str, set[str]]] = {}
         low, high = defaults.NODE_PORT_RANGE
         for (ns, name), svc in sorted(objs.services.items()):
             spec = svc.spec
@@ -784,15 +791,17 @@ class _Checker:
                         self.err(
                             svc, f"{at}.nodePort", f"{p.node_port} is outside the NodePort range {low}-{high}"
                         )
-                    elif (p.node_port, p.protocol) in node_ports:
+                    elif (held := node_ports.get(p.node_port)) is not None and (
+                        held[0] != f"Service {ns}/{name}" or p.protocol in held[1]
+                    ):
                         self.err(
                             svc,
                             f"{at}.nodePort",
-                            f"{p.node_port}/{p.protocol} is already taken by "
-                            f"{node_ports[(p.node_port, p.protocol)]}",
+                            f"{p.node_port}/{p.protocol} is already taken by {held[0]}"
+                            + ("" if p.protocol in held[1] else f" ({'/'.join(sorted(held[1]))})"),
                         )
                     else:
-                        node_ports[(p.node_port, p.protocol)] = f"Service {ns}/{name}"
+                        node_ports.setdefault(p.node_port, (f"Service {ns}/{name}", set()))[1].add(p.protocol)
             if spec.session_affinity_config is not None:
                 timeout = spec.session_affinity_config.client_ip.timeout_seconds
                 if not 1 <= timeout <= 86400:
@@ -840,8 +849,14 @@ class _Checker:
                     ing,
                     f"spec.tls[{i}].secretName",
                     f"Secret {ing.namespace}/{tls.secret_name} does not exist; "
-                    "NGINX serves its default certificate for these hosts",
+                    "the NGINX Ingress controller leaves this Ingress out (acknet get ingress)",
                 )
+        # use-regex or a rewrite-target make paths regular expressions (ingress-nginx, k8s.md 6).
+        notes = ing.metadata.annotations
+        regex_paths = (
+            notes.get("nginx.ingress.kubernetes.io/use-regex") == "true"
+            or "nginx.ingress.kubernetes.io/rewrite-target" in notes
+        )
         backends: list[tuple[str, Any]] = []
         if spec.default_backend is not None:
             backends.append(("spec.defaultBackend", spec.default_backend))
@@ -852,6 +867,16 @@ class _Checker:
                     self.err(
                         ing, f"spec.rules[{i}].http.paths[{j}].path", f"{path.path!r} must start with '/'"
                     )
+                elif regex_paths:
+                    try:
+                        re.compile(path.path, re.IGNORECASE)
+                    except re.error as exc:
+                        self.warn(
+                            ing,
+                            f"spec.rules[{i}].http.paths[{j}].path",
+                            f"{path.path!r} is not a regular expression ({exc}); "
+                            "the NGINX Ingress controller leaves this Ingress out",
+                        )
         for field, backend in backends:
             if backend.service is None:
                 continue
@@ -860,8 +885,8 @@ class _Checker:
                 self.warn(
                     ing,
                     f"{field}.service.name",
-                    f"Service {ing.namespace}/{backend.service.name} does not "
-                    "exist; requests for this path get 503",
+                    f"Service {ing.namespace}/{backend.service.name} does not exist; "
+                    "the NGINX Ingress controller leaves this Ingress out (acknet get ingress)",
                 )
                 continue
             port = backend.service.port
@@ -945,6 +970,51 @@ class _Checker:
         for direction, rules in (("ingress", policy.spec.ingress), ("egress", policy.spec.egress)):
             for i, rule in enumerate(rules):
                 self.calico_rule(policy, f"{at}.{direction}[{i}]", rule)
+
+    def calico_policy_selects(
+        self, objs: KubeObjects, policy: CalicoNetworkPolicy | GlobalNetworkPolicy
+    ) -> None:
+        """Warns when a Calico policy selects no pod: accepted (it may be meant for pods to come), but
+        most often a typo in a label. Pods are matched as Calico workload endpoints: their labels plus
+        ``projectcalico.org/namespace``, ``/orchestrator`` and ``/serviceaccount``; a global policy's
+        namespaceSelector is matched on the namespace's labels (``all()`` is any namespace). A
+        serviceAccountSelector matches ServiceAccount labels, which the files do not carry: no warning."""
+        spec = policy.spec
+        if spec.service_account_selector:
+            return
+        try:
+            selector = parse_calico_selector(spec.selector or "all()")
+            ns_text = policy.spec.namespace_selector if isinstance(policy, GlobalNetworkPolicy) else ""
+            ns_selector = parse_calico_selector(ns_text) if ns_text else None
+        except SelectorError:
+            return  # reported as an error by calico_policy
+        self.workloads(objs, "")
+        index = self._workloads[id(objs)]
+        namespaces = [policy.namespace] if isinstance(policy, CalicoNetworkPolicy) else sorted(index)
+        for ns in namespaces:
+            if ns_selector is not None:
+                ns_obj = objs.namespaces.get(ns)
+                ns_labels = {
+                    **(ns_obj.labels if ns_obj is not None else {defaults.NAMESPACE_NAME_LABEL: ns}),
+                    "projectcalico.org/name": ns,
+                }
+                if not ns_selector.matches(ns_labels):
+                    continue
+            for labels, pod_spec in index.get(ns, []):
+                endpoint = {
+                    **labels,
+                    "projectcalico.org/namespace": ns,
+                    "projectcalico.org/orchestrator": "k8s",
+                    "projectcalico.org/serviceaccount": pod_spec.service_account_name,
+                }
+                if selector.matches(endpoint):
+                    return
+        where = (
+            f"in namespace {policy.namespace}"
+            if isinstance(policy, CalicoNetworkPolicy)
+            else "in any namespace"
+        )
+        self.warn(policy, "spec.selector", f"selects no pod {where}")
 
     def calico_rule(self, policy: Resource, at: str, rule: Rule) -> None:
         protocol = None

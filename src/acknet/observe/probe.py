@@ -10,8 +10,9 @@ counts. An ICMP port unreachable surfaces as a refusal on the connected UDP sock
 Errors form a closed set: ``timeout`` (nothing came back), ``refused`` (RST or ICMP port
 unreachable), ``reset``, ``unreachable`` (no route, host or network unreachable), ``blocked`` (a
 firewall in the source namespace refused to send), ``unsupported`` (protocol not in this kernel),
-``bad-reply`` (connected, but the built-in reply was not what it should be), ``no-namespace`` and
-``error`` (anything else; ``detail`` says what).
+``bad-reply`` (connected, but the built-in reply was not what it should be), ``no-namespace``,
+``no-address`` (nothing to connect to: a headless Service without endpoints) and ``error`` (anything
+else; ``detail`` says what).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import errno
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ BLOCKED = "blocked"
 UNSUPPORTED = "unsupported"
 BAD_REPLY = "bad-reply"
 NO_NAMESPACE = "no-namespace"
+NO_ADDRESS = "no-address"
 ERROR = "error"
 
 _ERRNO_KINDS = {
@@ -74,7 +77,11 @@ class ProbeJob:
     """One probe: from a namespace to ``ip:port``; ``source``/``target`` label it for verdicts.
 
     ``http`` marks a built-in port, which must also answer an HTTP GET with its JSON; ``dns`` a port
-    that speaks DNS, which must answer a DNS query.
+    that speaks DNS, which must answer a DNS query. ``label_port`` is the port the verdict names when
+    it is not the one connected to (a Service port reached through a NodePort). An empty ``ip``
+    means there is no address to connect to (a headless Service without endpoints): not allowed.
+    ``http_any`` asks for any HTTP answer but a proxy's own failure (502, 503, 504): a layer-7 SLB
+    listener in front of servers that are not the built-in one.
     """
 
     netns: str
@@ -86,6 +93,16 @@ class ProbeJob:
     source: str = ""
     target: str = ""
     source_ip: str | None = None
+    label_port: int | None = None
+    http_any: bool = False
+    tls: bool = False  # the HTTP request goes over TLS (an SLB's HTTPS listener)
+    # Seconds to wait, when this probe needs longer than the run's timeout: many attempts through one
+    # SLB all land on the same few servers at once (and a layer-7 one adds a proxy and TLS).
+    timeout: float | None = None
+
+    @property
+    def verdict_port(self) -> int:
+        return self.label_port if self.label_port is not None else self.port
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ class ProbeResult:
         from a built-in port."""
         if self.job.protocol == "UDP":
             return self.answered
-        return self.connected and (self.answered or not (self.job.http or self.job.dns))
+        return self.connected and (self.answered or not (self.job.http or self.job.dns or self.job.http_any))
 
     def to_json(self) -> dict[str, Any]:
         job = self.job
@@ -116,7 +133,8 @@ class ProbeResult:
             "to": job.target or job.ip,
             "netns": job.netns,
             "ip": job.ip,
-            "port": job.port,
+            "connected_port": job.port,
+            "port": job.verdict_port,
             "protocol": job.protocol,
             "allowed": self.allowed,
             "connected": self.connected,
@@ -147,6 +165,22 @@ def parse_http_reply(data: bytes) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise ValueError("the body is not a JSON object")
     return reply
+
+
+# What NGINX answers itself when it has no backend (503, CLB's "no healthy backend") or the backend
+# failed it (502 refused, 504 timed out): not the backend's answer.
+_PROXY_FAILURES = (b"502", b"503", b"504")
+
+
+def parse_http_status(data: bytes) -> dict[str, Any]:
+    """The status of any HTTP reply that is not a proxy's own failure; ValueError otherwise."""
+    head, sep, _ = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/1."):
+        raise ValueError(f"not an HTTP reply: {data[:60]!r}")
+    if status[1] in _PROXY_FAILURES:
+        raise ValueError(f"the proxy failed: {head[:60]!r}")
+    return {"status": int(status[1])}
 
 
 def _dns_query() -> dns.message.Message:
@@ -202,16 +236,40 @@ async def _probe_stream(sock: socket.socket, job: ProbeJob, timeout: float) -> t
                     raise ValueError("the connection closed before a whole DNS reply")
                 data += chunk
         return True, True, parse_dns_reply(query, data[2 : 2 + int.from_bytes(data[:2], "big")])
-    if not job.http:
+    if not (job.http or job.http_any):
         return True, False, None
     host = f"[{job.ip}]" if ":" in job.ip else job.ip
     request = (
         f"GET / HTTP/1.1\r\nHost: {host}:{job.port}\r\nUser-Agent: acknet-probe\r\nConnection: close\r\n\r\n"
     )
     async with asyncio.timeout(timeout):
-        await loop.sock_sendall(sock, request.encode())
-        data = await _read_to_eof(loop, sock)
-    return True, True, parse_http_reply(data)
+        if job.tls:
+            data = await _https_exchange(sock, request.encode())
+        else:
+            await loop.sock_sendall(sock, request.encode())
+            data = await _read_to_eof(loop, sock)
+    return True, True, parse_http_reply(data) if job.http else parse_http_status(data)
+
+
+async def _https_exchange(sock: socket.socket, request: bytes) -> bytes:
+    """The request over TLS on the connected ``sock``, and the whole reply. The certificate is not
+    verified: an SLB's HTTPS listener serves whatever certificate the files give it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(sock=sock, ssl=context, server_hostname="")
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = b""
+        while len(data) < _MAX_REPLY:
+            chunk = await reader.read(_MAX_REPLY)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        writer.close()
 
 
 async def _probe_datagram(sock: socket.socket, job: ProbeJob, timeout: float) -> dict[str, Any] | None:
@@ -249,12 +307,15 @@ def _new_socket(switcher: NetnsSwitcher, job: ProbeJob) -> socket.socket:
 async def _run_job(
     job: ProbeJob, switcher: NetnsSwitcher, limit: asyncio.Semaphore, timeout: float
 ) -> ProbeResult:
+    timeout = max(timeout, job.timeout or 0.0)
     async with limit:
         started = time.monotonic()
         connected = answered = False
         reply: dict[str, Any] | None = None
         error: str | None = None
         detail = ""
+        if not job.ip:
+            return ProbeResult(job, False, False, NO_ADDRESS, "no address to connect to", None, started, 0.0)
         try:
             sock = _new_socket(switcher, job)
         except HomeNamespaceLost:
@@ -271,7 +332,9 @@ async def _run_job(
                 connected, answered, reply = await _probe_stream(sock, job, timeout)
         except TimeoutError:
             # A TCP probe that connected but got no HTTP reply in time keeps connected=True.
-            connected = connected or (job.protocol != "UDP" and job.http and _is_connected(sock))
+            connected = connected or (
+                job.protocol != "UDP" and (job.http or job.http_any) and _is_connected(sock)
+            )
             error = TIMEOUT
         except OSError as exc:
             connected = connected or (job.protocol != "UDP" and _is_connected(sock))
@@ -317,14 +380,15 @@ def run_probes(
 def verdicts(results: Iterable[ProbeResult]) -> dict[str, list[dict[str, Any]]]:
     """DESIGN.md's check/probe JSON, in the order the pairs first appear.
 
-    Results with the same labels, port and protocol (the backends behind one Service or SLB) make one
-    verdict: allowed when every one is allowed, not allowed when none is, and otherwise not allowed
+    Results with the same labels, verdict port and protocol (the backends behind one Service or SLB:
+    every attempt through a ClusterIP or through each node's NodePort, labelled with the Service
+    port) make one verdict: allowed when every one is allowed, not allowed when none is, and otherwise not allowed
     with ``"partial": true``.
     """
     groups: dict[tuple[str, str, int, str], list[bool]] = {}
     for result in results:
         job = result.job
-        key = (job.source or job.netns, job.target or job.ip, job.port, job.protocol)
+        key = (job.source or job.netns, job.target or job.ip, job.verdict_port, job.protocol)
         groups.setdefault(key, []).append(result.allowed)
     out: list[dict[str, Any]] = []
     for (source, target, port, protocol), allowed in groups.items():

@@ -135,14 +135,10 @@ def test_resolve(terway: Plan, selectors: str | list[str] | None, expected: list
             "app=nothing", NotFound, r"--from app=nothing: the label selector matches no", id="no-match"
         ),
         pytest.param("app in (web", NotFound, r"not a name, a kind or a label selector", id="bad-selector"),
-        pytest.param(
-            "svc/shop/web", UnsupportedEndpoint, r"Service endpoints .* are not supported yet", id="svc"
-        ),
-        pytest.param("svc", UnsupportedEndpoint, r"not supported yet", id="svc-kind"),
-        pytest.param("slb/db-slb", UnsupportedEndpoint, r"SLB endpoints .* are not supported yet", id="slb"),
-        pytest.param(
-            "internet", UnsupportedEndpoint, r"the internet endpoint are not supported yet", id="internet"
-        ),
+        pytest.param("svc/shop/web", UnsupportedEndpoint, r"a Service is a destination only", id="svc"),
+        pytest.param("svc", UnsupportedEndpoint, r"a Service is a destination only", id="svc-kind"),
+        pytest.param("slb/db-slb", UnsupportedEndpoint, r"an SLB is a destination only", id="slb"),
+        pytest.param("slb", UnsupportedEndpoint, r"an SLB is a destination only", id="slb-kind"),
     ],
 )
 def test_resolve_errors(terway: Plan, selector: str, error: type[AcknetError], message: str) -> None:

@@ -218,7 +218,7 @@ PATH_CASES = [
         9000,
         "TCP",
         True,
-        "allowed by NetworkPolicy shop/allow-api ingress rule 0",
+        "allowed by NetworkPolicy shop/allow-api ingress rule 1",
     ),
     (
         "podselector-alone-is-own-namespace",
@@ -251,7 +251,7 @@ PATH_CASES = [
         5432,
         "TCP",
         True,
-        "egress from ops/monitor allowed by NetworkPolicy ops/monitor-out egress rule 0",
+        "egress from ops/monitor allowed by NetworkPolicy ops/monitor-out egress rule 1",
     ),
     (
         "egress-named-port-not-on-other-pods",
@@ -327,7 +327,7 @@ PATH_CASES = [
         5432,
         "TCP",
         True,
-        "allowed by NetworkPolicy shop/or ingress rule 0",
+        "allowed by NetworkPolicy shop/or ingress rule 1",
     ),
     (
         "calico-deny-before-k8s-order-1000",
@@ -337,7 +337,7 @@ PATH_CASES = [
         5432,
         "TCP",
         False,
-        "denied by GlobalNetworkPolicy no-monitor ingress rule 0 (Deny)",
+        "denied by GlobalNetworkPolicy no-monitor ingress rule 1 (Deny)",
     ),
     (
         "k8s-allow-before-calico-order-2000",
@@ -347,7 +347,7 @@ PATH_CASES = [
         5432,
         "TCP",
         True,
-        "allowed by NetworkPolicy shop/allow-all ingress rule 0",
+        "allowed by NetworkPolicy shop/allow-all ingress rule 1",
     ),
     (
         "nil-order-runs-last",
@@ -357,7 +357,7 @@ PATH_CASES = [
         5432,
         "TCP",
         True,
-        "NetworkPolicy shop/allow-all ingress rule 0",
+        "NetworkPolicy shop/allow-all ingress rule 1",
     ),
     (
         "pass-falls-through-to-the-profile",
@@ -371,7 +371,7 @@ PATH_CASES = [
         9000,
         "TCP",
         True,
-        "passed by Calico NetworkPolicy shop/pass-ops ingress rule 0 (Pass)",
+        "passed by Calico NetworkPolicy shop/pass-ops ingress rule 1 (Pass)",
     ),
     (
         "pass-does-not-apply-to-others",
@@ -395,7 +395,7 @@ PATH_CASES = [
         9000,
         "TCP",
         True,
-        "Calico NetworkPolicy shop/log ingress rule 1",
+        "Calico NetworkPolicy shop/log ingress rule 2",
     ),
     (
         "log-alone-ends-in-deny",
@@ -431,7 +431,7 @@ PATH_CASES = [
         5432,
         "TCP",
         True,
-        "Calico NetworkPolicy shop/sa ingress rule 0",
+        "Calico NetworkPolicy shop/sa ingress rule 1",
     ),
     (
         "service-account-names-others-denied",
@@ -457,7 +457,7 @@ PATH_CASES = [
         9000,
         "TCP",
         True,
-        "Calico NetworkPolicy shop/range ingress rule 0",
+        "Calico NetworkPolicy shop/range ingress rule 1",
     ),
     (
         "calico-not-protocol",
@@ -480,7 +480,7 @@ PATH_CASES = [
         9100,
         "UDP",
         True,
-        "Calico NetworkPolicy shop/metrics ingress rule 0",
+        "Calico NetworkPolicy shop/metrics ingress rule 1",
     ),
     (
         "egress-and-ingress-both-needed",
@@ -551,7 +551,7 @@ ADDRESS_CASES = [
         8080,
         "TCP",
         True,
-        "GlobalNetworkPolicy office-web ingress rule 0",
+        "GlobalNetworkPolicy office-web ingress rule 1",
     ),
     (
         "outside-the-set",
@@ -588,7 +588,7 @@ ADDRESS_CASES = [
         8080,
         "TCP",
         True,
-        "Calico NetworkPolicy shop/office-web ingress rule 0",
+        "Calico NetworkPolicy shop/office-web ingress rule 1",
     ),
     (
         "namespaced-network-set",
@@ -603,7 +603,7 @@ ADDRESS_CASES = [
         8080,
         "TCP",
         True,
-        "Calico NetworkPolicy shop/partner-web ingress rule 0",
+        "Calico NetworkPolicy shop/partner-web ingress rule 1",
     ),
     (
         "set-covering-an-address",
@@ -618,7 +618,7 @@ ADDRESS_CASES = [
         8080,
         "TCP",
         True,
-        "GlobalNetworkPolicy vpc-web ingress rule 0",
+        "GlobalNetworkPolicy vpc-web ingress rule 1",
     ),
     (
         "egress-not-nets",
@@ -646,7 +646,7 @@ ADDRESS_CASES = [
         443,
         "TCP",
         True,
-        "GlobalNetworkPolicy no-docs egress rule 0",
+        "GlobalNetworkPolicy no-docs egress rule 1",
     ),
     (
         "ipblock-with-host-bits-and-except",
@@ -661,7 +661,7 @@ ADDRESS_CASES = [
         443,
         "TCP",
         True,
-        "NetworkPolicy ops/out egress rule 0",
+        "NetworkPolicy ops/out egress rule 1",
     ),
     (
         "ipblock-except-cut-out",
@@ -702,7 +702,7 @@ ADDRESS_CASES = [
         8100,
         "TCP",
         True,
-        "NetworkPolicy ops/range egress rule 0",
+        "NetworkPolicy ops/range egress rule 1",
     ),
     (
         "endport-range-outside",
@@ -728,7 +728,7 @@ ADDRESS_CASES = [
         53,
         "UDP",
         True,
-        "NetworkPolicy ops/all egress rule 0",
+        "NetworkPolicy ops/all egress rule 1",
     ),
     (
         "sctp-rule-does-not-open-tcp",
@@ -816,7 +816,7 @@ def test_policy_hops_sit_around_the_network_hops() -> None:
     assert hops[0].reason == "egress policy: no policy selects shop/web for egress"
     assert (hops[-2].object, hops[-2].rule, hops[-2].action) == (
         "NetworkPolicy shop/allow-api",
-        "ingress rule 0",
+        "ingress rule 1",
         "accept",
     )
     assert hops[-1].object == "listener"
@@ -829,7 +829,7 @@ def test_connection_and_deciding_rule() -> None:
     both = model.connection(index.pods["ops/monitor"], index.pods["shop/db"], "TCP", 5432)
     assert both.egress is not None and both.egress.allowed
     assert both.ingress is not None and not both.ingress.allowed
-    assert both.ingress.deciding == "GlobalNetworkPolicy no-monitor ingress rule 0 (Deny)"
+    assert both.ingress.deciding == "GlobalNetworkPolicy no-monitor ingress rule 1 (Deny)"
     assert not both.allowed
     assert model.selecting("shop/db", "ingress") == [
         "GlobalNetworkPolicy no-monitor",

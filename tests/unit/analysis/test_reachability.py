@@ -159,7 +159,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "3306",
         True,
-        "ingress at ecs/db-1 eth0: db-sg ingress rule 0 priority 1 (accept) accepts",
+        "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 1 (accept) accepts",
     ),
     (
         "ecs-to-ecs-dropped-by-priority-10-rule",
@@ -167,7 +167,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "3306",
         False,
-        "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 10 (drop) drops",
+        "ingress at ecs/db-1 eth0: db-sg ingress rule 2 priority 10 (drop) drops",
     ),
     (
         "pod-egress-leaves-through-its-secondary-eni-and-is-dropped",
@@ -175,7 +175,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "22",
         False,
-        "egress at ecs/ack-default-0 eth1: cluster-sg egress rule 2 priority 1 (drop) drops",
+        "egress at ecs/ack-default-0 eth1: cluster-sg egress rule 3 priority 1 (drop) drops",
     ),
     (
         "node-egress-leaves-through-eth0",
@@ -183,7 +183,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "22",
         False,
-        "egress at ecs/ack-default-0 eth0: cluster-sg egress rule 2 priority 1 (drop) drops",
+        "egress at ecs/ack-default-0 eth0: cluster-sg egress rule 3 priority 1 (drop) drops",
     ),
     (
         "ecs-to-ecs-allowed",
@@ -191,7 +191,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "22",
         True,
-        "ingress at ecs/db-1 eth0: db-sg ingress rule 2 priority 1 (accept) accepts",
+        "ingress at ecs/db-1 eth0: db-sg ingress rule 3 priority 1 (accept) accepts",
     ),
     (
         "ecs-to-pod-allowed-by-cidr-rule",
@@ -199,7 +199,7 @@ TERWAY_CASES = [
         "default/api",
         "9090",
         True,
-        "ingress at ecs/ack-default-0 eth1: cluster-sg ingress rule 1 priority 1 (accept) accepts",
+        "ingress at ecs/ack-default-0 eth1: cluster-sg ingress rule 2 priority 1 (accept) accepts",
     ),
     (
         "ecs-to-pod-denied-by-default",
@@ -215,7 +215,7 @@ TERWAY_CASES = [
         "ecs/app-1",
         "80",
         True,
-        "ingress at ecs/app-1 eth0: app-sg ingress rule 0 priority 1 (accept) accepts",
+        "ingress at ecs/app-1 eth0: app-sg ingress rule 1 priority 1 (accept) accepts",
     ),
     (
         "ecs-to-ecs-denied-by-default",
@@ -239,7 +239,7 @@ TERWAY_CASES = [
         "ecs/db-1",
         "22",
         False,
-        "egress at default/solo eth0: cluster-sg egress rule 2 priority 1 (drop) drops",
+        "egress at default/solo eth0: cluster-sg egress rule 3 priority 1 (drop) drops",
     ),
     (
         "exclusive-pod-ingress-from-ecs",
@@ -325,7 +325,7 @@ def test_a_denied_verdict_stops_at_the_hop_that_dropped(terway: Plan) -> None:
     assert (hop.at, hop.object, hop.rule, hop.action) == (
         "ecs/ack-default-0 eth1",
         "security group cluster-sg",
-        "egress rule 2",
+        "egress rule 3",
         "drop",
     )
 
@@ -442,7 +442,7 @@ FLANNEL_CASES = [
         "default/a",
         "default/c",
         True,
-        "ingress at ecs/ack-default-1 eth0: cluster-sg ingress rule 0 priority 1 (accept) accepts",
+        "ingress at ecs/ack-default-1 eth0: cluster-sg ingress rule 1 priority 1 (accept) accepts",
     ),
     (
         "cross-node-uses-the-vpc-route-entry",
@@ -458,7 +458,7 @@ FLANNEL_CASES = [
         "default/c",
         "ecs/db-1",
         True,
-        "ingress at ecs/db-1 eth0: db-sg ingress rule 0 priority 1 (accept) accepts",
+        "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 1 (accept) accepts",
     ),
     (
         "pod-egress-at-the-node-primary-eni",
@@ -491,12 +491,11 @@ def test_flannel(rules: str, src: str, dst: str, allowed: bool, reason: str) -> 
     assert any(reason in r for r in verdict.reasons), verdict.reasons
 
 
-def test_flannel_vxlan_has_no_vpc_route_to_pods() -> None:
+def test_flannel_vxlan_crosses_the_vpc_between_node_addresses() -> None:
+    # More in test_flannel_vxlan_reachability.py: the groups judge node-to-node UDP 8472.
     verdict = one(flannel(POD_CIDR_RULE, backend="vxlan"), "default/a", "default/c", "8080")
-    assert not verdict.allowed
-    assert verdict.reasons[-1] == (
-        "no route: VPC prod has no route entry for 172.20.0.130 (the Flannel vxlan backend is not modelled)"
-    )
+    assert verdict.allowed, verdict.reasons
+    assert any("flannel.1: VXLAN to 172.20.0.130's node ecs/ack-default-1" in r for r in verdict.reasons)
 
 
 # -- examples/shop ---------------------------------------------------------------------------------------
@@ -510,14 +509,14 @@ def shop() -> Plan:
 def test_shop_pods_reach_the_database_through_cluster_sg(shop: Plan) -> None:
     pods = resolve(shop, "pods", "from")
     verdicts = check(shop, pods, resolve(shop, "ecs/db-1", "to"), [(3306, "TCP")])
-    assert len(verdicts) == len(pods) == 11
+    assert len(verdicts) == len(pods) == 13  # with CoreDNS and the two NGINX Ingress pods
     for v in verdicts:
         if v.source == "ops/monitor":  # the shop's GlobalNetworkPolicy keeps monitors off the data VSwitch
             assert not v.allowed
-            assert "GlobalNetworkPolicy monitor-not-to-data egress rule 0 (Deny)" in v.reasons[0]
+            assert "GlobalNetworkPolicy monitor-not-to-data egress rule 1 (Deny)" in v.reasons[0]
             continue
         assert v.allowed, v.reasons
-        assert "ingress at ecs/db-1 eth0: db-sg ingress rule 0 priority 1 (accept) accepts" in v.reasons
+        assert "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 1 (accept) accepts" in v.reasons
 
 
 @pytest.mark.parametrize(
@@ -528,7 +527,7 @@ def test_shop_pods_reach_the_database_through_cluster_sg(shop: Plan) -> None:
             "ecs/db-1",
             "3306",
             False,
-            "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 10 (drop) drops",
+            "ingress at ecs/db-1 eth0: db-sg ingress rule 2 priority 10 (drop) drops",
             id="bastion-to-db-dropped-by-priority-10",
         ),
         pytest.param(
@@ -536,7 +535,7 @@ def test_shop_pods_reach_the_database_through_cluster_sg(shop: Plan) -> None:
             "ecs/db-1",
             "22",
             False,  # db-sg lets SSH in from node-h, but db-1 serves 3306 only: refused
-            "ingress at ecs/db-1 eth0: db-sg ingress rule 2 priority 1 (accept) accepts",
+            "ingress at ecs/db-1 eth0: db-sg ingress rule 3 priority 1 (accept) accepts",
             id="bastion-ssh-passes-db-sg-but-nothing-listens",
         ),
         pytest.param(
@@ -623,12 +622,12 @@ def test_parse_port_errors(text: str, message: str) -> None:
 
 def test_hop_json_has_the_trace_shape() -> None:
     hop = Hop(
-        "ecs/db-1 eth0", "security group db-sg", "drop", "ingress at ecs/db-1 eth0: ...", "ingress rule 1"
+        "ecs/db-1 eth0", "security group db-sg", "drop", "ingress at ecs/db-1 eth0: ...", "ingress rule 2"
     )
     assert hop.to_json() == {
         "at": "ecs/db-1 eth0",
         "object": "security group db-sg",
-        "rule": "ingress rule 1",
+        "rule": "ingress rule 2",
         "action": "drop",
     }
 

@@ -272,7 +272,7 @@ def test_egress_and_ingress_are_both_reported() -> None:
     assert v.allowed
     assert v.egress.implicit == "default" and v.egress.reason == "no rule drops: egress allowed by default"
     assert v.ingress.rule == RuleRef("db-sg", "ingress", 0, 1, "accept")
-    assert v.ingress.reason == "db-sg ingress rule 0 priority 1 (accept) accepts"
+    assert v.ingress.reason == "db-sg ingress rule 1 priority 1 (accept) accepts"
     # Egress rules that let a flow out are reported even when ingress then drops it.
     assert verdict(DB1, DB2, "tcp", 7000).egress.rule == RuleRef("db-sg", "egress", 4, 1, "accept")
     assert verdict(DB1, WEB1, "udp", 53).egress.rule == RuleRef("db-sg", "egress", 5, 1, "accept")
@@ -308,7 +308,7 @@ def test_egress_and_ingress_are_both_reported() -> None:
             "100.64.1.2 is in 100.64.0.0/10, the CLB health-check source: no rule is needed",
             id="health-check",
         ),
-        pytest.param(CORP, WEB1, "tcp", 22, "web-sg ingress rule 1 priority 1 (drop) drops", id="rule"),
+        pytest.param(CORP, WEB1, "tcp", 22, "web-sg ingress rule 2 priority 1 (drop) drops", id="rule"),
     ],
 )
 def test_reasons_read_well(src: str, dst: str, proto: str, port: int, reason: str) -> None:

@@ -26,13 +26,13 @@ def test_json_is_the_design_contract(capsys: pytest.CaptureFixture[str]) -> None
         "protocol": "TCP",
         "allowed": False,
     }
-    assert verdict["reasons"][-1] == "ingress at ecs/db-1 eth0: db-sg ingress rule 1 priority 10 (drop) drops"
+    assert verdict["reasons"][-1] == "ingress at ecs/db-1 eth0: db-sg ingress rule 2 priority 10 (drop) drops"
 
 
 def test_json_for_every_shop_pod_to_the_database(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_check([SHOP], ["pods"], ["ecs/db-1"], [], "json") == 0
     verdicts = json.loads(capsys.readouterr().out)["verdicts"]
-    assert len(verdicts) == 11  # 8 shop and ops pods, payments, and the two CoreDNS pods
+    assert len(verdicts) == 13  # 8 shop and ops pods, payments, two CoreDNS and two NGINX Ingress pods
     assert all((v["port"], v["protocol"]) == (3306, "TCP") for v in verdicts)
     # Every shop pod reaches the database; the monitor is kept off it by a GlobalNetworkPolicy.
     assert {v["from"] for v in verdicts if not v["allowed"]} == {"ops/monitor"}
@@ -53,7 +53,7 @@ def test_table(capsys: pytest.CaptureFixture[str]) -> None:
     for header in ("FROM", "TO", "PORT", "VERDICT", "WHY"):
         assert header in text
     assert "3306/TCP" in text and "denied" in text
-    assert "db-sg ingress rule 1 priority 10 (drop) drops" in text
+    assert "db-sg ingress rule 2 priority 10 (drop) drops" in text
     assert "nothing listens on 22/TCP at ecs/db-1" in text
 
 
@@ -61,7 +61,9 @@ def test_table(capsys: pytest.CaptureFixture[str]) -> None:
     ("from_sel", "to_sel", "ports", "message"),
     [
         pytest.param(["shop/nope"], None, None, "--from shop/nope: no pod named", id="unknown-source"),
-        pytest.param(None, ["svc/shop/web"], None, "not supported yet", id="unsupported-destination"),
+        pytest.param(["slb/db-slb"], None, None, "an SLB is a destination only", id="slb-source"),
+        pytest.param(None, ["internet"], None, "the Internet is a source only", id="internet-destination"),
+        pytest.param(["svc/shop/web"], None, None, "a Service is a destination only", id="service-source"),
         pytest.param(
             None, None, ["http"], "--port port 'http': expected PORT or PORT/PROTOCOL", id="bad-port"
         ),
@@ -78,6 +80,17 @@ def test_bad_arguments_exit_1(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert message in captured.err.replace("\n", " ")
+
+
+def test_service_destination_prints_partial_and_backends(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_check([SHOP], ["ecs/bastion"], ["svc/shop/web-nodeport", "svc/shop/web"], None, "json") == 0
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert [(v["to"], v["port"], v["allowed"]) for v in verdicts] == [
+        ("svc/shop/web-nodeport", 80, True),
+        ("svc/shop/web", 80, False),
+    ]
+    assert "through NodePort 30080 on each node's primary IP" in verdicts[0]["reasons"][0]
+    assert "reachable only from the nodes and pods of cluster ack" in verdicts[1]["reasons"][0]
 
 
 def test_invalid_files_print_diagnostics_and_exit_1(

@@ -226,11 +226,11 @@ def test_rules_are_pooled_and_ordered_by_priority_then_drop_first(tables: dict[s
         "CLB health checks from 100.64.0.0/10 need no rule (alibaba.md 4)",
         "web-sg intra-group access (innerAccessPolicy Accept)",
         "ops-sg intra-group access (innerAccessPolicy Accept)",
-        "web-sg ingress rule 2 priority 1",  # drop wins the tie at priority 1
-        "web-sg ingress rule 1 priority 1",
-        "web-sg ingress rule 3 priority 1",
-        "ops-sg ingress rule 0 priority 1",  # pooled from the ENI's second group
-        "web-sg ingress rule 0 priority 5",
+        "web-sg ingress rule 3 priority 1",  # drop wins the tie at priority 1
+        "web-sg ingress rule 2 priority 1",
+        "web-sg ingress rule 4 priority 1",
+        "ops-sg ingress rule 1 priority 1",  # pooled from the ENI's second group
+        "web-sg ingress rule 1 priority 5",
         "no rule accepts: ingress denied by default",
     ]
     assert body[:2] == ["ct state established,related accept", "ct state invalid drop"]
@@ -299,7 +299,7 @@ def test_cidr_wins_over_group_and_single_ips_print_bare() -> None:
     )
     plan = make_plan([both, WEB_SG], [instance("x", eni("x", 0, ["192.168.0.50"], ("both-sg",)))])
     body = chain(render_security_groups(plan, "acknet")["x"], "eth0-ingress")
-    assert 'ip saddr 192.168.1.7 meta l4proto udp accept comment "both-sg ingress rule 0 priority 1"' in body
+    assert 'ip saddr 192.168.1.7 meta l4proto udp accept comment "both-sg ingress rule 1 priority 1"' in body
     assert set_name("web-sg") not in render_security_groups(plan, "acknet")["x"]
 
 

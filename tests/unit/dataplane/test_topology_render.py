@@ -1,8 +1,10 @@
 """render_topology on hand-built plans: what the kernel plan holds for Terway (shared and exclusive ENI),
-Flannel and standalone ECS, plus the names and the plan diff. Pure; no root."""
+Flannel, standalone ECS, hostNetwork pods and the emulated Internet, plus the names and the plan diff.
+Pure; no root."""
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import pytest
@@ -26,7 +28,10 @@ from acknet.dataplane.render.kernel import (
     Veth,
     diff_plans,
 )
-from acknet.dataplane.render.topology import render_topology
+from acknet.dataplane.render.topology import public_addresses, render_topology
+from acknet.model.cloud import LoadBalancer
+from acknet.model.documents import Source
+from acknet.model.load import load_resources
 from acknet.model.resources import Resources
 
 EMU = "tx"
@@ -190,6 +195,8 @@ def test_interface_names_fit_ifnamsiz() -> None:
         names.vswitch_bridge("a-very-long-vswitch-name"),
         names.eni_port("eni-0123456789abcdef"),
         names.flannel_veth_ifname("ns", "pod"),
+        names.internet_port("a-very-long-vpc-name-" * 3),
+        names.VROUTER_UPLINK,
     ):
         assert len(name) <= names.IFNAMSIZ
 
@@ -381,3 +388,179 @@ def test_a_recreated_link_gets_its_addresses_back() -> None:
         in diff.add_addresses
     )
     assert any(r.dev == "eth0" and r.namespace == "tx-ecs-node-1" for r in diff.add_routes)
+
+
+# -- the emulated Internet -------------------------------------------------------------------------
+
+INET = "tx-internet"
+CLIENTS = IPv4Network("203.0.113.0/24")
+INTERNET_HOP, VROUTER_HOP = IPv4Address("169.254.0.1"), IPv4Address("169.254.0.2")
+
+
+def load_balancer(name: str, spec: dict[str, object]) -> LoadBalancer:
+    return LoadBalancer.model_validate(
+        {"apiVersion": "acknet.io/v1", "kind": "LoadBalancer", "metadata": {"name": name}, "spec": spec}
+    )
+
+
+def with_public_vip(plan: Plan, name: str = "web", address: str = "198.51.100.5") -> Plan:
+    """``plan`` with an internet CLB in front of the ECS ``db``, its VIP as the SLB controller would give."""
+    lb = load_balancer(name, {"addressType": "internet", "backendServers": [{"ecs": "db"}]})
+    resources = dataclasses.replace(plan.resources, load_balancers={name: lb})
+    return dataclasses.replace(plan, resources=resources, slb_addresses={name: IPv4Address(address)})
+
+
+def test_internet_names_are_the_emulations_own() -> None:
+    assert names.internet_netns("acknet") == "acknet-internet"
+    assert names.internet_netns("acknet").startswith(names.netns_prefix("acknet"))
+    assert names.internet_port("prod") != names.internet_port("dev")
+
+
+def test_internet_holds_the_clients_and_an_unnumbered_uplink_per_vrouter() -> None:
+    kp = render_topology(terway_plan(), EMU)
+    sysctls = dict(kp.namespace(INET).sysctls)
+    assert sysctls["net.ipv4.ip_forward"] == "1"
+    assert sysctls["net.ipv4.conf.all.rp_filter"] == "1"  # strict: private sources never get in
+    # The clients: 203.0.113.1/24 on lo, whose prefix route makes all of 203.0.113.0/24 local.
+    inet = kp.in_namespace(INET)
+    assert inet.addresses == (Address(INET, "lo", IPv4Interface("203.0.113.1/24")),)
+    uplink = veth_between(kp, VRT, names.VROUTER_UPLINK)
+    assert (uplink.peer.namespace, uplink.peer.name) == (INET, names.internet_port("prod"))
+    assert uplink.end.master is None and uplink.peer.master is None
+    assert not [a for a in kp.addresses if a.dev in (names.VROUTER_UPLINK, names.internet_port("prod"))]
+    assert (
+        Neighbour(VRT, names.VROUTER_UPLINK, INTERNET_HOP, uplink.peer.mac or "") in kp.neighbours
+        and Neighbour(INET, names.internet_port("prod"), VROUTER_HOP, uplink.end.mac or "") in kp.neighbours
+    )
+
+
+def test_without_public_addresses_nothing_routes_between_vpc_and_internet() -> None:
+    kp = render_topology(terway_plan(), EMU)
+    assert kp.in_namespace(INET).routes == ()  # no way to any private address
+    assert not [r for r in kp.routes if r.dev == names.VROUTER_UPLINK]  # no way out of the VPC
+
+
+def test_an_empty_plan_still_has_the_internet() -> None:
+    kp = render_topology(Plan(Resources(), (), (), (), (), (), ()), EMU)
+    assert [n.name for n in kp.namespaces] == [INET]
+    assert kp.links == () and len(kp.addresses) == 1
+
+
+def test_public_addresses_route_to_the_vrouter_they_sit_behind() -> None:
+    kp = render_topology(with_public_vip(terway_plan()), EMU)
+    port = names.internet_port("prod")
+    vip = IPv4Network("198.51.100.5/32")
+    assert kp.in_namespace(INET).routes == (Route(INET, vip, port, via=VROUTER_HOP, onlink=True),)
+    # And the VRouter routes the clients back, for the replies of that VIP only (the Internet's
+    # reverse-path filter drops anything from a private source).
+    assert [r for r in kp.routes if r.dev == names.VROUTER_UPLINK] == [
+        Route(VRT, CLIENTS, names.VROUTER_UPLINK, via=INTERNET_HOP, onlink=True)
+    ]
+    # Adding or removing a public address touches routes only, never the uplink.
+    diff = diff_plans(render_topology(terway_plan(), EMU), kp)
+    assert diff.count() == len(diff.add_routes) == 2
+
+
+DB_GROUP = [{"name": "g", "servers": [{"ecs": "db", "port": 80}]}]
+
+
+@pytest.mark.parametrize(
+    ("spec", "address", "public"),
+    [
+        ({"addressType": "internet", "backendServers": [{"ecs": "db"}]}, "198.51.100.5", True),
+        ({"addressType": "internet", "vServerGroups": DB_GROUP}, "198.51.100.6", True),
+        ({"addressType": "internet", "backendServers": [{"ecs": "db"}]}, "192.168.0.50", False),
+        ({"addressType": "intranet", "vswitch": "node-h"}, "192.168.0.50", False),
+        ({"addressType": "internet", "backendServers": [{"ecs": "gone"}]}, "198.51.100.7", False),
+        ({"addressType": "internet"}, "198.51.100.8", False),
+    ],
+    ids=["backend-server", "vserver-group", "not-public", "intranet", "unknown-backend", "no-backend"],
+)
+def test_public_addresses_are_internet_vips_in_the_vpc_of_their_backends(
+    spec: dict[str, object], address: str, public: bool
+) -> None:
+    plan = terway_plan()
+    plan = dataclasses.replace(
+        plan,
+        resources=dataclasses.replace(plan.resources, load_balancers={"lb": load_balancer("lb", spec)}),
+        slb_addresses={"lb": IPv4Address(address)},
+    )
+    assert public_addresses(plan) == ({IPv4Address(address): "prod"} if public else {})
+
+
+# -- hostNetwork pods ------------------------------------------------------------------------------
+
+CLOUD = """
+apiVersion: acknet.io/v1
+kind: VPC
+metadata: {name: vpc}
+spec: {cidrBlock: 192.168.0.0/16}
+---
+apiVersion: acknet.io/v1
+kind: VSwitch
+metadata: {name: node-h}
+spec: {vpc: vpc, cidrBlock: 192.168.0.0/24, zoneId: cn-hangzhou-h}
+---
+apiVersion: acknet.io/v1
+kind: VSwitch
+metadata: {name: pod-h}
+spec: {vpc: vpc, cidrBlock: 192.168.32.0/19, zoneId: cn-hangzhou-h}
+---
+apiVersion: acknet.io/v1
+kind: SecurityGroup
+metadata: {name: cluster-sg}
+spec: {vpc: vpc}
+---
+apiVersion: acknet.io/v1
+kind: Cluster
+metadata: {name: ack}
+spec:
+  vpc: vpc
+  securityGroups: [cluster-sg]
+  podVSwitches: [pod-h]
+  networkPlugin: PLUGIN
+  addons: []
+  nodePools:
+  - {name: default, instanceType: ecs.g7.xlarge, vswitches: [node-h], count: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default}
+spec:
+  nodeName: ack-default-0
+  containers:
+  - {name: main, ports: [{containerPort: 8080}]}
+"""
+HOST_POD = """
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: default}
+spec:
+  hostNetwork: true
+  nodeName: ack-default-0
+  containers:
+  - {name: main, ports: [{containerPort: 9100}]}
+"""
+
+
+def plan_from_yaml(text: str) -> Plan:
+    from acknet.controllers.plan import plan
+
+    result = load_resources([Source("test.yaml", text)])
+    assert not result.errors, "\n".join(str(d) for d in result.errors)
+    return plan(result.resources)
+
+
+@pytest.mark.parametrize("plugin", ["terway", "flannel"])
+def test_host_network_pods_render_nothing_of_their_own(plugin: str) -> None:
+    cloud = CLOUD.replace("PLUGIN", plugin)
+    with_agent = plan_from_yaml(cloud + HOST_POD)
+    agent = next(p for p in with_agent.pods if p.name == "agent")
+    node = next(i for i in with_agent.instances if i.name == agent.node)
+    assert agent.host_network and agent.ip == node.primary_ip and agent.phase == "Running"
+    kp = render_topology(with_agent, EMU)
+    assert names.pod_netns(EMU, "default", "agent") not in {n.name for n in kp.namespaces}
+    assert names.pod_netns(EMU, "default", "web") in {n.name for n in kp.namespaces}
+    # Exactly the plan without it: no veth, address, route, rule or neighbour for its (the node's) IP.
+    assert kp == render_topology(plan_from_yaml(cloud), EMU)

@@ -74,12 +74,14 @@ class Bridge:
 
 @dataclass(frozen=True, slots=True)
 class VethEnd:
-    """One end of a veth pair: where it lives, its name and MAC, and the bridge it is a port of."""
+    """One end of a veth pair: where it lives, its name and MAC, and the bridge it is a port of;
+    ``hairpin`` lets that bridge port send frames back where they came from."""
 
     namespace: str
     name: str
     mac: str | None = None
     master: str | None = None
+    hairpin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +166,19 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """An ``ip rule``: ``from src`` and/or ``to dst`` at ``priority``, looking up ``table``."""
+    """An ``ip rule``: ``from src`` and/or ``to dst`` and/or ``fwmark`` at ``priority``, looking up ``table``."""
 
     namespace: str
     priority: int
     table: int
     src: IPv4Network | None = None
     dst: IPv4Network | None = None
+    fwmark: int | None = None  # SLB replies policy-routed in the VRouter (render/slb.py)
 
     @property
     def key(self) -> tuple[str, ...]:
-        return (self.namespace, str(self.priority), str(self.src), str(self.dst), str(self.table))
+        key = (self.namespace, str(self.priority), str(self.src), str(self.dst), str(self.table))
+        return key if self.fwmark is None else (*key, hex(self.fwmark))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +278,7 @@ class KernelPlan:
         for ru in self.rules:
             yield (
                 f"rule add -n {ru.namespace} prio {ru.priority} from {ru.src or 'all'}"
-                f"{f' to {ru.dst}' if ru.dst else ''} lookup {ru.table}"
+                f"{f' to {ru.dst}' if ru.dst else ''}{f' fwmark {ru.fwmark:#x}' if ru.fwmark else ''} lookup {ru.table}"
             )
         for n in self.neighbours:
             yield f"neigh add -n {n.namespace} {n.address} lladdr {n.mac} dev {n.dev} nud permanent"

@@ -1,7 +1,8 @@
 """kube-proxy's nftables mode for one node: the table ``ip kube-proxy`` in the node's namespace.
 
 Owner of that table. It is rendered whole and loaded whole in one ``nft -f`` transaction
-(``replace_script``), like every acknet table (STYLE.md, after Felix). The layout follows kube-proxy's
+(``replace_script``), like every acknet table (STYLE.md, after Felix), or moved to a newer rendering by
+a partial sync in one transaction (``update_script``, below). The layout follows kube-proxy's
 nftables proxier (KEP-3866, ``pkg/proxy/nftables/proxier.go``; reference/k8s.md section 3) closely
 enough that its test baseline ``TestOverallNFTablesRules`` and its packet-flow vectors hold:
 
@@ -36,11 +37,19 @@ Differences from kube-proxy, on purpose:
 - No health-check node ports, topology hints or ``--nodeport-addresses`` flag; ``nodeport_addresses``
   plays that flag's part. External IPs and load-balancer IPs are not in the planned Service: callers
   that know them (the SLB controller) pass them in ``external``.
+
+Partial syncs, as kube-proxy does them: ``render_kube_proxy_table`` gives the table as data
+(``KubeProxyTable``) and ``update_script`` turns two of them into one transaction that adds, flushes
+and deletes only the chains, sets and map elements that differ. Given the table loaded before, each
+service port whose ``ProxyServicePort`` (frozen) is unchanged reuses its part of that table, so a
+change to one endpoint among 10,000 Services re-renders one Service, not all of them, and the diff
+looks only at the parts that are not the very same objects.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,6 +199,26 @@ def render_kube_proxy(
     )
 
 
+def render_kube_proxy_table(
+    plan: Plan,
+    node: str,
+    cluster: str,
+    emulation: str,
+    *,
+    external: Mapping[str, ServiceExternal] | None = None,
+    nodeport_addresses: Sequence[IPv4Network] | None = None,
+    endpoint_choice: EndpointChoice = "cascade",
+    previous: KubeProxyTable | None = None,
+) -> KubeProxyTable:
+    """``render_kube_proxy`` as data, for ``update_script``; ``previous`` is the node's table loaded
+    before, whose unchanged service ports are reused."""
+    return render_table_data(
+        proxy_input(plan, node, cluster, emulation, external=external, nodeport_addresses=nodeport_addresses),
+        endpoint_choice=endpoint_choice,
+        previous=previous,
+    )
+
+
 def replace_script(table_text: str) -> str:
     """``table_text`` wrapped so one ``nft -f`` replaces the table atomically whether or not it exists:
     ``add table`` creates it if missing, ``delete table`` drops it whole, the text recreates it, all in
@@ -318,9 +347,11 @@ def _endpoint(ep: EndpointAddress, port: int, node: str) -> ProxyEndpoint:
 # -- names ---------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def hash_and_truncate(name: str) -> str:
     """kube-proxy's hashAndTruncate: ``<8 chars of base32(sha256(name))>-<name>``, at most 240 long."""
-    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8]
+    # base32 turns each 5 bytes into 8 characters on their own: the first 5 bytes give the first 8.
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
     out = f"{digest}-{name}"
     if len(out) > _CHAIN_NAME_BASE_MAX:
         out = out[: _CHAIN_NAME_BASE_MAX - 3] + "..."
@@ -378,24 +409,58 @@ def categorize_endpoints(sp: ProxyServicePort) -> _Categorized:
     return _Categorized(cluster, local, tuple(merged[k] for k in sorted(merged)), has_any)
 
 
-class _Table:
+class _Fragment:
+    """Sets and chains of (part of) the table; elements of shared sets are recorded, not added."""
+
     def __init__(self, inp: ProxyInput) -> None:
         self.inp = inp
         self.ipx = inp.family  # "ip" or "ip6": the match keyword is the family's name
         self.addr_type = "ipv4_addr" if inp.family == "ip" else "ipv6_addr"
         self.sets: dict[str, tuple[list[str], set[str]]] = {}  # name -> (declaration lines, elements)
         self.chains: dict[str, tuple[str | None, list[str]]] = {}  # name -> (base chain spec, rules)
+        self.elements: list[tuple[str, str]] = []  # (set, element) for sets declared elsewhere
 
     def set(self, name: str, *decl: str) -> None:
         self.sets[name] = (list(decl), set())
 
     def element(self, name: str, element: str) -> None:
-        self.sets[name][1].add(element)  # a ClusterIP with several ports is one element
+        self.elements.append((name, element))
 
     def chain(self, name: str, base: str | None = None, comment: str | None = None) -> list[str]:
         head = " ".join(x for x in (base, f"comment {_quote(comment)};" if comment else None) if x)
         self.chains[name] = (head or None, [])
         return self.chains[name][1]
+
+
+class KubeProxyTable(_Fragment):
+    """The whole table as data: ``text()`` for a full load, ``update_script`` between two of them.
+
+    Treat as read-only once rendered: its service ports' parts may be shared with the next rendering."""
+
+    def __init__(self, inp: ProxyInput, endpoint_choice: EndpointChoice) -> None:
+        super().__init__(inp)
+        self.fragments: list[_Fragment] = []  # the service ports' parts, merged in
+        self.by_port: dict[ProxyServicePort, _Fragment] = {}
+        # What a service port's part depends on besides the port itself.
+        self.context = (inp.family, inp.node_ip, inp.pod_cidrs, endpoint_choice)
+        # The fixed part, before any fragment: its chains and each fixed set's own elements.
+        self.fixed_chains: frozenset[str] = frozenset()
+        self.fixed_elements: dict[str, frozenset[str]] = {}
+
+    def element(self, name: str, element: str) -> None:
+        self.sets[name][1].add(element)  # a ClusterIP with several ports is one element
+
+    def seal_fixed(self) -> None:
+        self.fixed_chains = frozenset(self.chains)
+        self.fixed_elements = {name: frozenset(elements) for name, (_, elements) in self.sets.items()}
+
+    def merge(self, part: _Fragment) -> None:
+        self.fragments.append(part)
+        self.sets.update(part.sets)
+        self.chains.update(part.chains)
+        sets = self.sets
+        for name, element in part.elements:
+            sets[name][1].add(element)
 
     def text(self) -> str:
         out = [f"table {self.inp.family} {TABLE_NAME} {{", f"\tcomment {_quote(self.inp.comment)}"]
@@ -439,7 +504,14 @@ def _cidrs(nets: Sequence[IPNetwork]) -> str:
 
 def render_table(inp: ProxyInput, *, endpoint_choice: EndpointChoice = "cascade") -> str:
     """The table for ``inp``: pure, deterministic text for ``nft -f``."""
-    t = _Table(inp)
+    return render_table_data(inp, endpoint_choice=endpoint_choice).text()
+
+
+def render_table_data(
+    inp: ProxyInput, *, endpoint_choice: EndpointChoice = "cascade", previous: KubeProxyTable | None = None
+) -> KubeProxyTable:
+    """The table for ``inp`` as data; service ports unchanged since ``previous`` reuse their part."""
+    t = KubeProxyTable(inp, endpoint_choice)
     ipx, addr = t.ipx, t.addr_type
     svc_key = f"{addr} . inet_proto . inet_service : verdict"
     t.set("cluster-ips", f"type {addr}", 'comment "Active ClusterIPs"')
@@ -515,16 +587,120 @@ def render_table(inp: ProxyInput, *, endpoint_choice: EndpointChoice = "cascade"
         "reject"
     )
 
-    for sp in sorted(inp.service_ports, key=lambda s: (s.namespace, s.name, s.port_name, s.protocol, s.port)):
-        _render_service_port(t, sp, endpoint_choice)
-    return t.text()
+    t.seal_fixed()
+    reuse = previous.by_port if previous is not None and previous.context == t.context else {}
+    by_port = t.by_port
+    for sp in inp.service_ports:
+        part = reuse.get(sp)
+        if part is None:
+            part = _Fragment(inp)
+            _render_service_port(part, sp, endpoint_choice)
+        by_port[sp] = part
+        t.merge(part)
+    return t
+
+
+def _element_key(element: str) -> str:
+    """A set or map element without its comment and value: what ``delete element`` takes."""
+    return element.split(" comment ", 1)[0].split(" : ", 1)[0]
+
+
+def update_script(old: KubeProxyTable, new: KubeProxyTable) -> str | None:
+    """One ``nft -f`` transaction that turns the loaded table ``old`` into ``new``, touching only what
+    differs (kube-proxy's partial sync); None when only a whole replacement will do (a base chain, a
+    declaration or the family changed).
+
+    Only the fixed chains and the service ports whose part changed are compared (``new`` rendered with
+    ``previous=old`` holds the very same part objects for unchanged service ports; without it every
+    part is compared and rewritten, which is still correct). Order: new
+    sets and chains; changed chains flushed and refilled; elements removed, then added (a changed map
+    value is both); then chains and sets nothing refers to any more are flushed and deleted."""
+    if (old.inp.family, old.inp.comment) != (new.inp.family, new.inp.comment):
+        return None
+    if old.fixed_chains != new.fixed_chains:
+        return None
+    ref = f"{new.inp.family} {TABLE_NAME}"
+    created: list[str] = []
+    rules: list[str] = []
+    removed_elements: dict[str, list[str]] = {}
+    added_elements: dict[str, list[str]] = {}
+    deleted_chains: list[str] = []
+    deleted_sets: list[str] = []
+
+    def refill(name: str) -> bool:
+        head, body = new.chains[name]
+        previous = old.chains.get(name)
+        if previous is None:
+            if head is not None:
+                return False
+            created.append(f"add chain {ref} {name}")
+        elif previous[0] != head:
+            return False
+        elif previous[1] == body:
+            return True
+        else:
+            rules.append(f"flush chain {ref} {name}")
+        rules.extend(f"add rule {ref} {name} {rule}" for rule in body)
+        return True
+
+    for name in new.fixed_chains:
+        if not refill(name):
+            return None
+    for name, elements in new.fixed_elements.items():
+        before = old.fixed_elements.get(name)
+        if before is None or old.sets[name][0] != new.sets[name][0]:
+            return None
+        for e in before - elements:
+            if e not in new.sets[name][1]:
+                removed_elements.setdefault(name, []).append(_element_key(e))
+        for e in elements - before:
+            if e not in old.sets[name][1]:
+                added_elements.setdefault(name, []).append(e)
+
+    new_ids = {id(f) for f in new.fragments}
+    old_ids = {id(f) for f in old.fragments}
+    gone = [f for f in old.fragments if id(f) not in new_ids]
+    came = [f for f in new.fragments if id(f) not in old_ids]
+    for part in came:
+        for name, (decl, _) in part.sets.items():
+            before_set = old.sets.get(name)
+            if before_set is None:
+                created.append(f"add set {ref} {name} {{ {' ; '.join(decl)} ; }}")
+            elif before_set[0] != decl:
+                return None
+        for name in part.chains:
+            if not refill(name):
+                return None
+        for name, e in part.elements:
+            if e not in old.sets[name][1]:
+                added_elements.setdefault(name, []).append(e)
+    for part in gone:
+        for name in part.sets:
+            if name not in new.sets:
+                deleted_sets.append(f"delete set {ref} {name}")
+        for name in part.chains:
+            if name not in new.chains:
+                deleted_chains.append(name)
+        for name, e in part.elements:
+            if e not in new.sets[name][1]:
+                removed_elements.setdefault(name, []).append(_element_key(e))
+    lines = [*created, *rules]
+    for name, keys in sorted(removed_elements.items()):
+        lines.append(f"delete element {ref} {name} {{ {', '.join(sorted(set(keys)))} }}")
+    for name, adding in sorted(added_elements.items()):
+        lines.append(f"add element {ref} {name} {{ {', '.join(sorted(set(adding)))} }}")
+    # Chains that go may jump to each other: all are emptied before any is deleted.
+    lines.extend(f"flush chain {ref} {name}" for name in sorted(set(deleted_chains)))
+    lines.extend(f"delete chain {ref} {name}" for name in sorted(set(deleted_chains)))
+    lines.extend(sorted(set(deleted_sets)))
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _ip_order(ip: IPAddress) -> tuple[int, int]:
     return (ip.version, int(ip))
 
 
-def _render_service_port(t: _Table, sp: ProxyServicePort, endpoint_choice: EndpointChoice) -> None:
+def _render_service_port(t: _Fragment, sp: ProxyServicePort, endpoint_choice: EndpointChoice) -> None:
     inp, ipx = t.inp, t.ipx
     proto = sp.protocol.lower()
     base = service_chain_base(sp)
@@ -616,40 +792,45 @@ def _render_service_port(t: _Table, sp: ProxyServicePort, endpoint_choice: Endpo
         t.chain(firewall_chain).append(f"{ipx} saddr != {{ {', '.join(sources)} }} drop")
 
     affinity = sp.affinity_timeout is not None
+    # Each endpoint's chain name and address text once (ipaddress's str() is slow at 30,000 endpoints).
+    bases = {id(ep): endpoint_chain_base(sp, ep) for ep in eps.reachable}
     if affinity:
         for ep in eps.reachable:
             t.set(
-                f"affinity-{endpoint_chain_base(sp, ep)}",
+                f"affinity-{bases[id(ep)]}",
                 f"type {t.addr_type}",
                 "flags dynamic,timeout",
                 f"timeout {sp.affinity_timeout}s",
             )
     if uses_cluster_chain:
-        _write_service_to_endpoints(t, sp, cluster_chain, eps.cluster, endpoint_choice)
+        _write_service_to_endpoints(t, sp, cluster_chain, eps.cluster, endpoint_choice, bases)
     if uses_local_chain:
-        _write_service_to_endpoints(t, sp, local_chain, eps.local, endpoint_choice)
+        _write_service_to_endpoints(t, sp, local_chain, eps.local, endpoint_choice, bases)
 
     for ep in eps.reachable:
-        epbase = endpoint_chain_base(sp, ep)
+        epbase = bases[id(ep)]
+        ip_text = str(ep.ip)
         rules = t.chain(f"endpoint-{epbase}")
-        rules.append(f"{ipx} saddr {ep.ip} jump mark-for-masquerade")  # hairpin: a pod to itself
+        rules.append(f"{ipx} saddr {ip_text} jump mark-for-masquerade")  # hairpin: a pod to itself
         if affinity:
             rules.append(f"update @affinity-{epbase} {{ {ipx} saddr }}")
-        rules.append(f"meta l4proto {proto} dnat to {ep.address()}")
+        address = f"[{ip_text}]:{ep.port}" if ep.ip.version == 6 else f"{ip_text}:{ep.port}"
+        rules.append(f"meta l4proto {proto} dnat to {address}")
 
 
 def _write_service_to_endpoints(
-    t: _Table,
+    t: _Fragment,
     sp: ProxyServicePort,
     chain: str,
     endpoints: Sequence[ProxyEndpoint],
     endpoint_choice: EndpointChoice,
+    bases: Mapping[int, str],
 ) -> None:
     rules = t.chains[chain][1]
-    targets = [f"endpoint-{endpoint_chain_base(sp, ep)}" for ep in endpoints]
+    targets = [f"endpoint-{bases[id(ep)]}" for ep in endpoints]
     if sp.affinity_timeout is not None:
         for ep, target in zip(endpoints, targets, strict=True):
-            rules.append(f"{t.ipx} saddr @affinity-{endpoint_chain_base(sp, ep)} goto {target}")
+            rules.append(f"{t.ipx} saddr @affinity-{bases[id(ep)]} goto {target}")
     if endpoint_choice == "vmap":
         elements = " , ".join(f"{i} : goto {target}" for i, target in enumerate(targets))
         rules.append(f"numgen random mod {len(targets)} vmap {{ {elements} }}")

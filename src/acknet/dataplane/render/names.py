@@ -2,7 +2,8 @@
 
 Every name here is a pure function of the object it names, so a restarted daemon (or ``acknet down``
 with nothing but the emulation name) finds exactly what an earlier run made. Network namespace names
-are ``<emulation>-<kind>-<name>``; the emulation name may not contain ``-`` so that one emulation's
+are ``<emulation>-<kind>-<name>``, and the emulated Internet, of which there is one, is
+``<emulation>-internet``; the emulation name may not contain ``-`` so that one emulation's
 prefix can never be the prefix of another's (``a`` vs ``a-ecs``). Interface names live inside the
 emulation's own namespaces, so they need no emulation prefix, only the kernel's 15-character limit
 (IFNAMSIZ - 1).
@@ -14,7 +15,7 @@ import hashlib
 import re
 from typing import Final, Literal
 
-NamespaceKind = Literal["vpc", "ecs", "pod"]
+NamespaceKind = Literal["vpc", "ecs", "pod", "slb"]
 
 IFNAMSIZ: Final = 15  # usable characters of an interface name (IFNAMSIZ 16 minus the NUL)
 NETNS_NAME_MAX: Final = 63  # not a kernel limit (the name is a file in /run/netns) but short enough for logs
@@ -36,6 +37,8 @@ EXCLUSIVE_HOST_VETH: Final = "veth1"
 # ECS instances see their VSwitch gateway at this MAC; all bridges of a VRouter use it, which is
 # harmless because each bridge is its own L2 domain.
 VPC_GATEWAY_MAC: Final = "ee:ff:ff:ff:ff:ff"
+# The VRouter end of a VPC's uplink to the emulated Internet (one per VRouter, so a fixed name).
+VROUTER_UPLINK: Final = "internet"
 
 
 def _sha1(text: str) -> str:
@@ -74,6 +77,11 @@ def vpc_netns(emulation: str, vpc: str) -> str:
     return netns_name(emulation, "vpc", vpc)
 
 
+def internet_netns(emulation: str) -> str:
+    """The emulated Internet. No ``<kind>-`` follows the prefix, so no VPC, ECS or pod name can make it."""
+    return f"{netns_prefix(emulation)}internet"
+
+
 def ecs_netns(emulation: str, instance: str) -> str:
     return netns_name(emulation, "ecs", instance)
 
@@ -82,6 +90,11 @@ def pod_netns(emulation: str, namespace: str, pod: str) -> str:
     # Kubernetes namespace names are DNS labels (no dots), so the first dot separates the two parts
     # unambiguously.
     return netns_name(emulation, "pod", f"{namespace}.{pod}")
+
+
+def slb_netns(emulation: str, load_balancer: str) -> str:
+    """A CLB instance. A Service's SLB is named "namespace/service": the slash becomes a dot, as for pods."""
+    return netns_name(emulation, "slb", load_balancer.replace("/", "."))
 
 
 def cali_ifname(namespace: str, pod: str) -> str:
@@ -111,6 +124,16 @@ def vswitch_bridge(vswitch: str) -> str:
 def eni_port(eni_id: str) -> str:
     """The VRouter end of an ENI's veth, a port of the ENI's VSwitch bridge."""
     return "eni" + _sha1(f"eni/{eni_id}")[:12]
+
+
+def internet_port(vpc: str) -> str:
+    """The Internet's end of ``vpc``'s uplink: ``vpc`` + 12 hex, one per VPC in the Internet namespace."""
+    return "vpc" + _sha1(f"uplink/{vpc}")[:12]
+
+
+def slb_port(load_balancer: str) -> str:
+    """The VRouter end of a CLB instance's veth: ``slb`` + 12 hex (a VSwitch bridge port when intranet)."""
+    return "slb" + _sha1(f"slb/{load_balancer}")[:12]
 
 
 def mac_for(key: str) -> str:

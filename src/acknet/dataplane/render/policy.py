@@ -2,9 +2,12 @@
 
 Owner of the table ``inet <emulation>-policy`` in every node namespace of a Terway cluster with
 ``networkPolicy: true``. As for every acknet table (STYLE.md, after Calico Felix) it is rendered whole
-here and loaded whole in one ``nft -f`` transaction (``replace_script``); the only finer edit is
-``set_element_changes``: when two renderings differ in set elements only (a pod came or went, a label
-changed who a selector picks), the engine edits those elements instead of replacing the table.
+here, and every change reaches the kernel as one ``nft -f`` transaction per node: the whole table
+(``replace_script``) when it is new, else ``table_changes`` between the last rendering and this one:
+set element edits when they differ in elements only (a pod came or went, a label changed who a
+selector picks; ``set_element_changes``), and whole chains rewritten when rules differ (Felix rewrote
+whole chains). At 500 policies a table is thousands of lines; a change of one policy then costs that
+policy's chains, not the table.
 
 Where policy applies follows ACK (reference/alibaba.md 1.6): Terway's ``initPolicy`` runs Calico Felix
 in policy-only mode for shared-ENI (veth) pods when the cluster enables network policy, nothing for
@@ -25,6 +28,10 @@ traffic is routed by its node, through the host side ``cali<hash>`` of its veth,
 
 kube-proxy DNATs Service traffic at prerouting/output ``dstnat`` (-100), before these ``filter`` (0)
 hooks, so policy sees a Service's chosen endpoint, its own address and targetPort, as Calico does.
+
+A pod veth the table does not know yet (a pod whose policies are not loaded) is dropped, as Felix's
+dispatch chains drop an "Unknown interface": the engine builds a pod's veth before it loads the
+tables, and in between that pod must not be reachable.
 
 Chains, in Felix's shape (``calc/policy`` → ``cali-tw-``/``cali-fw-`` endpoint chains jumping to
 ``cali-pi-``/``cali-po-`` policy chains):
@@ -77,6 +84,7 @@ from acknet.model.selectors import K8sSelector, parse_calico_selector
 from acknet.model.validate import parse_cidr
 
 TABLE_FAMILY = "inet"
+POD_VETHS = "pod-veths"  # the set of this node's pod veth names
 Direction = Literal["ingress", "egress"]
 _DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
 
@@ -150,7 +158,7 @@ _ANY = _Entity()
 @dataclass(frozen=True, slots=True)
 class _Rule:
     action: Literal["Allow", "Deny", "Log", "Pass"]
-    label: str  # "ingress rule 0": the index the user wrote (a Kubernetes rule expands to several)
+    label: str  # "ingress rule 1": the rule the user wrote, counted from 1 (a Kubernetes rule expands to several)
     protocol: int | None = None
     not_protocol: int | None = None
     icmp: tuple[int | None, int | None] | None = None
@@ -271,7 +279,26 @@ class _ClusterPolicy:
             key: _workload_labels(pod, self._namespace_labels(pod.namespace))
             for key, pod in self._pods.items()
         }
+        # Pods with equal labels match equal selectors: selectors are matched once per label class.
+        self._label_class = {key: frozenset(labels.items()) for key, labels in self._pod_labels.items()}
+        # Label class -> (its labels, the addresses of its pods): selector sets match classes, not pods.
+        self._classes: dict[frozenset[tuple[str, str]], tuple[Mapping[str, str], list[IPv4Address]]] = {}
+        for key, pod in self._pods.items():
+            assert pod.ip is not None
+            cls = self._label_class[key]
+            self._classes.setdefault(cls, (self._pod_labels[key], []))[1].append(pod.ip)
+        self._all_pod_ips = frozenset(ip for _, ips in self._classes.values() for ip in ips)
+        self._pods_by_namespace: dict[str, list[str]] = {}
+        for key, pod in self._pods.items():
+            self._pods_by_namespace.setdefault(pod.namespace, []).append(key)
         self._policed = policed_pods(plan, cluster)
+        # The pods with a cali veth on their node, as the topology renders them (an ENI address and
+        # a node; exclusive-ENI pods have one too, for Services and their node).
+        enis = {eni.id for inst in plan.instances for eni in inst.enis}
+        self._veth_pods: dict[str, list[PlannedPod]] = {}
+        for pod in self._pods.values():
+            if pod.node is not None and pod.eni in enis:
+                self._veth_pods.setdefault(pod.node, []).append(pod)
         # Network sets: (labels for selectors, nets). Namespaced sets carry their namespace as
         # workloads do, so a namespaced policy's selector finds its own namespace's sets.
         self._net_sets: list[tuple[dict[str, str], tuple[IPv4Network, ...]]] = []
@@ -288,7 +315,16 @@ class _ClusterPolicy:
         # Calico's policy order within a tier: by order, nil last, then by name.
         policies.sort(key=lambda p: (p.order is None, p.order or 0.0, p.sort_name))
         self._policies = tuple(policies)
+        # Pod -> the policies selecting it, per direction, in Calico order (an inverted index: a
+        # scan of every policy for every pod is quadratic at 1,000 pods and 500 policies).
+        self._applicable: dict[tuple[str, Direction], list[int]] = {}
+        for index, policy in enumerate(self._policies):
+            for direction in _DIRECTIONS:
+                if direction.capitalize() in policy.types:
+                    for key in policy.selected:
+                        self._applicable.setdefault((key, direction), []).append(index)
         self._selector_members: dict[str, tuple[str, ...]] = {}
+        self._net_elements: dict[str, tuple[str, ...]] = {}
         self._policy_text: dict[tuple[int, Direction], tuple[list[str], _Uses]] = {}
         self._named_ports: dict[str, tuple[str, ...]] | None = None
 
@@ -303,11 +339,7 @@ class _ClusterPolicy:
         for pod in pods:
             cali = names.cali_ifname(pod.namespace, pod.name)
             for direction in _DIRECTIONS:
-                applicable = [
-                    i
-                    for i, p in enumerate(self._policies)
-                    if direction.capitalize() in p.types and pod.key in p.selected
-                ]
+                applicable = self._applicable.get((pod.key, direction), [])
                 if not applicable:
                     continue  # no policy selects it: the profile allows, no chain (Calico)
                 chain = f"{cali}-{direction}"
@@ -336,6 +368,14 @@ class _ClusterPolicy:
             )
         )
         declared = self._set_declarations(uses)
+        # Every pod veth of this node (exclusive-ENI pods' veth1 too): an interface not in it is a pod
+        # whose policies are not loaded yet, and Felix's dispatch chains drop it ("Unknown interface").
+        veths = sorted(names.cali_ifname(p.namespace, p.name) for p in self._veth_pods.get(node.name, ()))
+        declared[POD_VETHS] = (
+            "the pod veths of this node: any other cali* is not programmed yet",
+            "ifname",
+            tuple(f'"{v}"' for v in veths),
+        )
         for name in sorted(declared):
             comment, kind, elements = declared[name]
             lines.append("")
@@ -352,25 +392,29 @@ class _ClusterPolicy:
             + _quote("replies and connections allowed when they started (conntrack)"),
             "ct state invalid drop",
         ]
-        forward = list(established)
-        forward.extend(_vmap("iifname", dispatch["egress"]))
-        forward.extend(_vmap("oifname", dispatch["ingress"]))
+        unknown = _quote("unknown interface: a pod whose policies are not loaded yet (Felix)")
+        from_unknown = f'iifname "{names.CALI_PREFIX}*" iifname != @{POD_VETHS} drop comment {unknown}'
+        forward = [
+            *established,
+            from_unknown,
+            f'oifname "{names.CALI_PREFIX}*" oifname != @{POD_VETHS} drop comment {unknown}',
+            *_vmap("iifname", dispatch["egress"]),
+            *_vmap("oifname", dispatch["ingress"]),
+        ]
         lines.append("")
         lines.extend(_base_chain("forward", forward))
         inputs = [
             f'iifname != "{names.CALI_PREFIX}*" accept comment {_quote("not from a pod veth: not policy")}',
             *established,
+            from_unknown,
             *_vmap("iifname", dispatch["egress"]),
         ]
         lines.append("")
         lines.extend(_base_chain("input", inputs))
-        output = []
-        if pods:
-            ifnames = ", ".join(f'"{names.cali_ifname(p.namespace, p.name)}"' for p in pods)
-            output.append(
-                f"oifname {{ {ifnames} }} accept comment "
-                + _quote("a node always reaches its own pods (NetworkPolicy API; kubelet probes)")
-            )
+        output = [
+            f"oifname @{POD_VETHS} accept comment "
+            + _quote("a node always reaches its own pods (NetworkPolicy API; kubelet probes)")
+        ]
         lines.append("")
         lines.extend(_base_chain("output", output))
         # Pod chains first (in pod order), then policy chains in Calico order: a reader follows jumps
@@ -409,7 +453,10 @@ class _ClusterPolicy:
         for name, selector in uses.selectors.items():
             out[name] = (f"selector {selector}", "ipv4_addr", self._selector_elements(selector))
         for name, nets in uses.nets.items():
-            out[name] = ("nets " + ", ".join(str(n) for n in nets), "ipv4_addr", _interval_elements(nets, ()))
+            elements = self._net_elements.get(name)
+            if elements is None:
+                elements = self._net_elements[name] = _interval_elements(nets, ())
+            out[name] = ("nets " + ", ".join(str(n) for n in nets), "ipv4_addr", elements)
         named = self._named_port_elements()
         for name, port in uses.ports.items():
             out[name] = (
@@ -423,21 +470,14 @@ class _ClusterPolicy:
         found = self._selector_members.get(selector)
         if found is None:
             parsed = parse_calico_selector(selector)
-            by_class: dict[frozenset[tuple[str, str]], bool] = {}
             ips: set[IPv4Address] = set()
-            for key, pod in self._pods.items():
-                labels = self._pod_labels[key]
-                cls = frozenset(labels.items())
-                hit = by_class.get(cls)
-                if hit is None:
-                    hit = by_class[cls] = parsed.matches(labels)
-                if hit:
-                    assert pod.ip is not None
-                    ips.add(pod.ip)
+            for labels, class_ips in self._classes.values():
+                if parsed.matches(labels):
+                    ips.update(class_ips)
             nets = [n for labels, set_nets in self._net_sets if parsed.matches(labels) for n in set_nets]
             # A pod address is the pod (its /32 is the longest prefix): a set's nets lend their
             # labels to every address but the pods'.
-            others = {p.ip for p in self._pods.values() if p.ip is not None and p.ip not in ips}
+            others = self._all_pod_ips - ips if nets else frozenset()
             found = _interval_elements([IPv4Network(ip) for ip in sorted(ips)] + nets, others)
             self._selector_members[selector] = found
         return found
@@ -468,11 +508,18 @@ class _ClusterPolicy:
 
     def _select(self, text: str, namespace: str | None) -> frozenset[str]:
         selector = parse_calico_selector(text)
-        return frozenset(
-            key
-            for key, pod in self._pods.items()
-            if (namespace is None or pod.namespace == namespace) and selector.matches(self._pod_labels[key])
-        )
+        candidates = self._pods_by_namespace.get(namespace, []) if namespace is not None else self._pods
+        by_class: dict[frozenset[tuple[str, str]], bool] = {}
+        out = []
+        for key in candidates:
+            labels = self._pod_labels[key]
+            cls = self._label_class[key]
+            hit = by_class.get(cls)
+            if hit is None:
+                hit = by_class[cls] = selector.matches(labels)
+            if hit:
+                out.append(key)
+        return frozenset(out)
 
     def _k8s_policy(self, policy: NetworkPolicy) -> _Policy:
         spec = policy.spec
@@ -761,13 +808,104 @@ def set_element_changes(old_text: str, new_text: str) -> str | None:
     deletes, adds = [], []
     for name in sorted(set(old_sets) | set(new_sets)):
         before, after = old_sets.get(name, ()), new_sets.get(name, ())
-        gone = [e for e in before if e not in set(after)]
-        came = [e for e in after if e not in set(before)]
+        if before == after:
+            continue
+        before_set, after_set = set(before), set(after)
+        gone = [e for e in before if e not in after_set]
+        came = [e for e in after if e not in before_set]
         if gone:
             deletes.append(f"delete element {header} {name} {{ {', '.join(gone)} }}")
         if came:
             adds.append(f"add element {header} {name} {{ {', '.join(came)} }}")
     return "".join(line + "\n" for line in deletes + adds)
+
+
+def table_changes(old_text: str, new_text: str) -> str | None:
+    """An nft script turning the loaded table ``old_text`` into ``new_text`` in one transaction, or None
+    when the table itself differs (then it is replaced whole). "" when equal.
+
+    Whole chains are rewritten, as Felix rewrote them (STYLE.md): a chain whose rules changed is
+    flushed and filled again, a new chain or set is declared, a chain or set that went is flushed and
+    deleted; sets whose definition stayed get element edits (``set_element_changes``). nft runs the
+    script as one transaction, so no packet sees half of it, and the table and its conntrack-based
+    first rules stay: a policy change costs the chains it touches, not the whole table.
+    """
+    old_header, old_sets, old_chains = _blocks(old_text)
+    new_header, new_sets, new_chains = _blocks(new_text)
+    if old_header != new_header:
+        return None
+    header = new_header[0].removesuffix(" {").removeprefix("table ")
+    gone_chains = sorted(old_chains.keys() - new_chains.keys())
+    changed_chains = sorted(
+        c for c in old_chains.keys() & new_chains.keys() if old_chains[c] != new_chains[c]
+    )
+    new_chain_names = sorted(new_chains.keys() - old_chains.keys())
+    kept_sets = {n for n in old_sets.keys() & new_sets.keys() if old_sets[n][0] == new_sets[n][0]}
+    gone_sets = sorted(old_sets.keys() - kept_sets)
+    added_sets = sorted(new_sets.keys() - kept_sets)
+    lines = [f"flush chain {header} {c}" for c in gone_chains + changed_chains]
+    lines += [f"delete chain {header} {c}" for c in gone_chains]
+    lines += [f"delete set {header} {n}" for n in gone_sets]
+    deletes, adds = [], []
+    for name in sorted(kept_sets):
+        before, after = old_sets[name][1], new_sets[name][1]
+        if before == after:
+            continue
+        before_set, after_set = set(before), set(after)
+        gone = [e for e in before if e not in after_set]
+        came = [e for e in after if e not in before_set]
+        if gone:
+            deletes.append(f"delete element {header} {name} {{ {', '.join(gone)} }}")
+        if came:
+            adds.append(f"add element {header} {name} {{ {', '.join(came)} }}")
+    lines += deletes + adds
+    declared: list[str] = []
+    for name in added_sets:
+        definition, elements = new_sets[name]
+        declared += [f"\tset {name} {{", *definition]
+        if elements:
+            declared.append(_ELEMENTS + ", ".join(elements) + " }")
+        declared.append("\t}")
+    for name in new_chain_names + changed_chains:
+        declared += [f"\tchain {name} {{", *new_chains[name], "\t}"]
+    if declared:
+        lines += [f"table {header} {{", *declared, "}"]
+    return "".join(line + "\n" for line in lines)
+
+
+def _blocks(
+    text: str,
+) -> tuple[list[str], dict[str, tuple[tuple[str, ...], tuple[str, ...]]], dict[str, tuple[str, ...]]]:
+    """A rendered table as (its own lines, set name -> (definition lines, elements), chain name -> rule
+    lines)."""
+    header: list[str] = []
+    sets: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    chains: dict[str, tuple[str, ...]] = {}
+    kind, name = "", ""
+    body: list[str] = []
+    elements: tuple[str, ...] = ()
+    for line in text.splitlines():
+        if not kind:
+            match = _BLOCK_HEADER.match(line)
+            if match:
+                kind, name, body, elements = match.group(1), match.group(2), [], ()
+            elif line.strip():
+                header.append(line)
+            continue
+        if line == "\t}":
+            if kind == "set":
+                sets[name] = (tuple(body), elements)
+            else:
+                chains[name] = tuple(body)
+            kind = ""
+        elif kind == "set" and line.startswith(_ELEMENTS) and line.endswith(" }"):
+            elements = tuple(line[len(_ELEMENTS) : -2].split(", "))
+        else:
+            body.append(line)
+    return header, sets, chains
+
+
+_BLOCK_HEADER = re.compile(r"^\t(set|chain) (\S+) \{$")
 
 
 def _split_elements(text: str) -> tuple[list[str], dict[str, tuple[str, ...]]]:
@@ -820,7 +958,7 @@ def _k8s_rule(
         if ports
         else [(None, None)]
     )
-    label = f"{direction} rule {index}"
+    label = f"{direction} rule {index + 1}"
     rules: list[_Rule] = []
     for entity in entities:
         for number, port_matches in protocols:
@@ -853,7 +991,7 @@ def _calico_rules(direction: Direction, rules: Iterable[Rule], namespace: str | 
     return tuple(
         _Rule(
             action=rule.action,
-            label=f"{direction} rule {i}",
+            label=f"{direction} rule {i + 1}",
             protocol=_protocol_number(rule.protocol),
             not_protocol=_protocol_number(rule.not_protocol),
             icmp=_icmp(rule.icmp),

@@ -241,7 +241,7 @@ def _eni_chain(eni: Eni, eni_groups: Sequence[SecurityGroup], direction: str, if
         match = _rule_match(rule, addr)
         if match is None:
             continue  # a peer that can never match (invalid CIDR); validation reports it
-        comment = _quote(f"{group} {direction} rule {index} priority {rule.priority}")
+        comment = _quote(f"{group} {direction} rule {index + 1} priority {rule.priority}")
         body.append(f"{match} {rule.policy} comment {comment}".lstrip())
     if direction == "egress" and not all(sg.is_enterprise for sg in eni_groups):
         body.append("accept comment " + _quote("no rule drops: egress allowed by default"))

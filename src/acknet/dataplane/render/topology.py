@@ -10,7 +10,14 @@ What is built (DESIGN.md, "The live network"; reference/alibaba.md 1.4, 1.5 and 
   exclusive-ENI pods owning their ENI (T:plugin/datapath/exclusive_eni_linux.go), Flannel pods on a
   ``cni0`` bridge with the ``vpc`` backend (no encapsulation; ACK's default) or the ``vxlan`` backend
   (a ``flannel.1`` VXLAN device per node, built as flannel's backend/vxlan does; the VPC routes only
-  node addresses).
+  node addresses);
+- hostNetwork pods get nothing here: they live in their node's namespace on its address;
+- the emulated Internet: one namespace holding every client address (203.0.113.0/24) and one uplink
+  per VRouter; it routes each public address (198.51.100.0/24) to the VRouter it sits behind, and a
+  VRouter routes the clients back only when it owns a public address. Nothing routes a private
+  address to the Internet or the Internet to a private address: traffic to the Internet needs SNAT
+  on an EIP or a NAT gateway (reference/alibaba.md 1.5), and an intranet address is reachable only
+  inside the VPC (4).
 
 Pure: no I/O, the same plan always renders the same ``KernelPlan``.
 """
@@ -23,6 +30,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from acknet.controllers.state import Eni, Instance, Plan, PlannedPod, VSwitchUsage
 from acknet.dataplane.render import names
+from acknet.dataplane.render import slb as slb_render
 from acknet.dataplane.render.kernel import (
     MAIN_TABLE,
     Address,
@@ -39,6 +47,8 @@ from acknet.dataplane.render.kernel import (
     Vxlan,
     make_plan,
 )
+from acknet.model.cloud import LoadBalancer
+from acknet.model.validate import INTERNET_VIP_RANGE
 
 DEFAULT = IPv4Network("0.0.0.0/0")
 LINK_IP = IPv4Address(names.TERWAY_LINK_IP)
@@ -83,6 +93,36 @@ FLANNEL_VXLAN_PORT = 8472
 FLANNEL_VXLAN_DEV = f"flannel.{FLANNEL_VNI}"
 VXLAN_OVERHEAD = 50
 ENI_MTU = 1500  # veths are created with the kernel default
+
+
+# The emulated Internet (DESIGN.md): clients use 203.0.113.0/24 (TEST-NET-3), public VIPs and EIPs come
+# from 198.51.100.0/24 (TEST-NET-2); documentation ranges (RFC 5737) that are routed nowhere real.
+INTERNET_CLIENTS = IPv4Network("203.0.113.0/24")
+PUBLIC_ADDRESSES = INTERNET_VIP_RANGE  # 198.51.100.0/24, as validation knows it
+# On lo, an address's prefix route is a *local* route (the kernel's fib_add_ifaddr does for lo what
+# it does for 127.0.0.1/8): every address of 203.0.113.0/24 is the Internet's own, so a test can act
+# as any number of clients by binding 203.0.113.x, with one address object.
+INTERNET_CLIENT = IPv4Interface("203.0.113.1/24")
+# A VRouter's uplink is unnumbered, like Terway's pod veth: each side names the other by a next-hop
+# address that is on no interface, resolved by a permanent neighbour. Link-local 169.254.0.0/16 cannot
+# collide with a VPC (Alibaba Cloud rejects it as a VPC CIDR; acknet accepts only RFC 1918 ones) nor
+# with SLB health checks (100.64.0.0/10); 169.254.1.1 is Terway's, these two are not. Unnumbered,
+# because (1) the Internet's side must hold no address, or the kernel would pick it rather than
+# 203.0.113.1 as the source towards a VRouter, and (2) every VPC uses the same two addresses: nothing to
+# allocate, and adding a VPC changes nothing on the others' uplinks.
+INTERNET_NEXT_HOP = IPv4Address("169.254.0.1")  # the Internet, as a VRouter's route names it
+VROUTER_NEXT_HOP = IPv4Address("169.254.0.2")  # a VRouter, as the Internet's routes name it
+# The Internet forwards between uplinks (one VPC's EIP to another's public VIP). Strict reverse-path
+# filtering is its bogon filter: a packet is accepted on an uplink only from a public address routed
+# back through that uplink, so a private source (an instance without EIP) never gets in, even where a
+# VRouter routes 203.0.113.0/24 for the replies of its public addresses.
+_INTERNET_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.default.send_redirects", "0"),
+    ("net.ipv4.conf.all.rp_filter", "1"),
+    ("net.ipv4.conf.default.rp_filter", "1"),
+)
 
 
 def _iface_sysctls(dev: str) -> list[tuple[str, str]]:
@@ -156,8 +196,10 @@ def render_topology(plan: Plan, emulation: str) -> KernelPlan:
     enis = {e.id: e for i in plan.instances for e in i.enis}
     pods = {p.key: p for p in plan.pods if p.node is not None and p.ip is not None}
 
-    for vpc in sorted({v.vpc for v in plan.vswitches}):
+    vpcs = sorted({v.vpc for v in plan.vswitches})
+    for vpc in vpcs:
         b.namespace(names.vpc_netns(emulation, vpc), _VROUTER_SYSCTLS)
+    _render_internet(b, plan, vpcs)
     for vsw in plan.vswitches:
         _render_vswitch(b, vsw)
     for entry in plan.routes:
@@ -175,8 +217,8 @@ def render_topology(plan: Plan, emulation: str) -> KernelPlan:
         _render_instance(b, plan, inst, vswitches, pods)
     for pod in pods.values():
         inst = instances[pod.node or ""]
-        if not inst.is_node:
-            continue
+        if not inst.is_node or pod.host_network:
+            continue  # a hostNetwork pod is its node's namespace and address: nothing of its own
         if _network_plugin(plan, inst) == "flannel":
             _render_flannel_pod(b, inst, pod)
             continue
@@ -188,7 +230,81 @@ def render_topology(plan: Plan, emulation: str) -> KernelPlan:
             _render_exclusive_pod(b, plan, inst, eni, pod, vswitches[eni.vswitch])
         else:
             _render_shared_pod(b, inst, eni, pod, vswitches[eni.vswitch])
+    _render_slbs(b, plan)
     return b.plan()
+
+
+def _render_slbs(b: _Builder, plan: Plan) -> None:
+    """CLB instances: a namespace each, on its VSwitch or behind its VRouter (render/slb.py)."""
+    objs = slb_render.render_slb_kernel(plan, b.emulation)
+    for ns, sysctls in objs.namespaces:
+        b.namespace(ns, sysctls)
+    b.links.extend(objs.links)
+    b.addresses.extend(objs.addresses)
+    for route in objs.routes:
+        b.route(route)
+    b.rules.extend(objs.rules)
+    b.neighbours.extend(objs.neighbours)
+
+
+def _backend_instances(lb: LoadBalancer) -> list[str]:
+    spec = lb.spec
+    servers = [s for g in spec.v_server_groups for s in g.servers]
+    servers += [s for g in spec.master_slave_server_groups for s in g.servers]
+    return sorted({b.ecs for b in spec.backend_servers} | {s.ecs for s in servers if s.ecs})
+
+
+def public_addresses(plan: Plan) -> dict[IPv4Address, str]:
+    """Every public address (in 198.51.100.0/24) of the plan -> the VPC whose VRouter it sits behind.
+
+    An internet CLB takes no VSwitch (validate.py rejects one), so its VPC is the one its backend ECS
+    instances are in; one without backends in the plan is reached from nowhere and left out. The SLB
+    controller (controllers/slb.py) allocates internet VIPs; a Service's internet SLB sits in its
+    cluster's VPC. EIPs will join here.
+    """
+    vpc_of = {v.name: v.vpc for v in plan.vswitches}
+    instance_vpc = {i.name: vpc_of.get(i.vswitch) for i in plan.instances}
+    out: dict[IPv4Address, str] = {}
+    for name, address in sorted(plan.slb_addresses.items()):
+        lb = plan.resources.load_balancers.get(name)
+        if address not in PUBLIC_ADDRESSES or lb is None or lb.spec.address_type != "internet":
+            continue
+        vpcs = [v for v in (instance_vpc.get(e) for e in _backend_instances(lb)) if v is not None]
+        if vpcs:
+            out[address] = vpcs[0]
+    # The planned instances (the files' and the Services' internet SLBs) sit behind their VPC's VRouter.
+    for address, vpc in slb_render.internet_vips(plan):
+        out.setdefault(address, vpc)
+    return out
+
+
+def _render_internet(b: _Builder, plan: Plan, vpcs: list[str]) -> None:
+    """The Internet namespace, its clients on lo, an unnumbered uplink per VRouter, and public routes."""
+    internet = b.namespace(names.internet_netns(b.emulation), _INTERNET_SYSCTLS)
+    b.addresses.append(Address(internet, "lo", INTERNET_CLIENT))
+    owned: dict[str, list[IPv4Address]] = {}
+    for address, vpc in public_addresses(plan).items():
+        owned.setdefault(vpc, []).append(address)
+    for vpc in vpcs:
+        vrouter = names.vpc_netns(b.emulation, vpc)
+        port = names.internet_port(vpc)
+        vrouter_mac, internet_mac = names.mac_for(f"uplink/{vpc}"), names.mac_for(f"internet/{vpc}")
+        b.links.append(
+            Veth(
+                VethEnd(vrouter, names.VROUTER_UPLINK, mac=vrouter_mac),
+                VethEnd(internet, port, mac=internet_mac),
+            )
+        )
+        b.neighbours.append(Neighbour(vrouter, names.VROUTER_UPLINK, INTERNET_NEXT_HOP, internet_mac))
+        b.neighbours.append(Neighbour(internet, port, VROUTER_NEXT_HOP, vrouter_mac))
+        for address in sorted(owned.get(vpc, ())):
+            b.route(Route(internet, _host(address), dev=port, via=VROUTER_NEXT_HOP, onlink=True))
+        if owned.get(vpc):
+            # Only for the replies of its public addresses: with no EIP, NAT gateway or internet SLB a
+            # VPC has no way out, so a private source meets "network unreachable" at its VRouter.
+            b.route(
+                Route(vrouter, INTERNET_CLIENTS, dev=names.VROUTER_UPLINK, via=INTERNET_NEXT_HOP, onlink=True)
+            )
 
 
 def _render_vswitch(b: _Builder, vsw: VSwitchUsage) -> None:
@@ -353,6 +469,9 @@ def _render_flannel_pod(b: _Builder, inst: Instance, pod: PlannedPod) -> None:
                 names.flannel_veth_ifname(pod.namespace, pod.name),
                 mac=names.mac_for(f"veth/{pod.key}"),
                 master=names.CNI_BRIDGE,
+                # The flannel CNI config ACK ships sets the bridge plugin's hairpinMode: a pod that
+                # reaches itself through its Service gets its own packets back through cni0.
+                hairpin=True,
             ),
         )
     )

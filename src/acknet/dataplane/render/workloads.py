@@ -3,6 +3,9 @@
 Pure. A container with a ``command`` runs it in the pod's namespace; every other container's ports are
 answered by the one built-in server (DESIGN.md "Workloads"). Pods resolve through the cluster DNS at
 the kube-dns address with ACK's search path and ``ndots:5`` (reference/alibaba.md section 6).
+A hostNetwork pod is its node's namespace and address: its ports are served there, its commands run
+there, and it keeps the node's resolver (with ``dnsPolicy: ClusterFirst``, the default, the kubelet
+gives a hostNetwork pod the node's resolv.conf, not the cluster DNS).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from acknet.controllers.state import Instance, Plan, PlannedPod
 from acknet.dataplane.render import names
-from acknet.model.defaults import BUILTIN_ANNOTATION
+from acknet.model.defaults import BUILTIN_ANNOTATION, INGRESS_BUILTIN_ROLE
 from acknet.model.k8s import PodSpec
 
 
@@ -82,9 +85,12 @@ def speaks_dns(pod: PlannedPod, port: int) -> bool:
 
 def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[Endpoint], list[Process]]:
     spec = pod_spec(plan, pod)
-    if spec is None or pod.ip is None:
+    if spec is None or pod.ip is None or pod.node is None:
         return [], []
-    netns = names.pod_netns(emulation, pod.namespace, pod.name)
+    if pod.host_network:
+        netns = names.ecs_netns(emulation, pod.node)  # pod.ip is the node's primary IP
+    else:
+        netns = names.pod_netns(emulation, pod.namespace, pod.name)
     identity: dict[str, Any] = {
         "pod": pod.name,
         "namespace": pod.namespace,
@@ -93,6 +99,8 @@ def _pod_workloads(emulation: str, plan: Plan, pod: PlannedPod) -> tuple[list[En
     }
     endpoints: list[Endpoint] = []
     processes: list[Process] = []
+    if pod.annotations.get(BUILTIN_ANNOTATION) == INGRESS_BUILTIN_ROLE:
+        return [], []  # the NGINX Ingress controller: acknet runs NGINX there (render/ingress.py)
     for container in spec.containers:
         if container.command:
             argv = (*container.command, *(container.args or ()))
@@ -127,14 +135,21 @@ def render_workloads(plan: Plan, emulation: str) -> Workloads:
     endpoints: list[Endpoint] = []
     processes: list[Process] = []
     resolv: dict[str, str] = {}
+    # hostNetwork pods of one node share its sockets. The kube-scheduler keeps two pods that want one
+    # host port off the same node (NodePorts filter: a hostNetwork pod's container ports are host
+    # ports); should a plan still hold two, the first (in plan order) keeps the port.
+    host_sockets: set[tuple[str, str, int, str]] = set()
     for pod in plan.pods:
         if pod.phase != "Running":
             continue
         eps, procs = _pod_workloads(emulation, plan, pod)
+        if pod.host_network:
+            eps = [e for e in eps if e.key not in host_sockets]
+            host_sockets.update(e.key for e in eps)
         endpoints += eps
         processes += procs
         dns = plan.cluster_dns.get(pod.cluster)
-        if dns is not None:
+        if dns is not None and not pod.host_network:
             resolv[names.pod_netns(emulation, pod.namespace, pod.name)] = resolv_conf(dns, pod.namespace)
     for inst in plan.instances:
         if not inst.is_node:
