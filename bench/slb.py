@@ -13,7 +13,11 @@ sparse file). From the client namespace, in the same run:
 2. throughput: TCP with iperf3 (one stream, N seconds) directly and through the L4 listener; an HTTP
    download (curl) directly and through the L7 listener;
 3. failure detection: a drop rule in web-1's namespace, then the time until the listener's map no
-   longer holds web-1 (polled every 50 ms in the SLB namespace), against the window; and back.
+   longer holds web-1 (polled every 50 ms in the SLB namespace), against the window; and back;
+4. wlc's balance: 20 connections held open, opened at 4/s, 20/s and all at once, through a wlc and a
+   wrr listener over web-1 and web-2 at equal weights (TCP 81 and 82 -> 8080): the split of the live
+   connections at the end (wlc: 10:10 when its readings, 4 a second, keep up; wrr: a coin per
+   connection). The median over rounds of |web-1 - web-2|.
 
 Ratios: via SLB / direct (1.0 = the listener costs nothing). The load average of the host is printed
 beside the figures: on a shared host they move with it. Everything runs in the emulation's own
@@ -76,6 +80,11 @@ spec: {vswitch: data-h, securityGroups: [web-sg], privateIpAddress: 192.168.8.11
 ---
 apiVersion: acknet.io/v1
 kind: ECSInstance
+metadata: {name: web-2}
+spec: {vswitch: data-h, securityGroups: [web-sg], privateIpAddress: 192.168.8.12, ports: [{port: 8080}]}
+---
+apiVersion: acknet.io/v1
+kind: ECSInstance
 metadata: {name: client}
 spec: {vswitch: node-h, securityGroups: [client-sg], privateIpAddress: 192.168.0.50}
 ---
@@ -90,6 +99,7 @@ spec:
   - {name: http, servers: [{ecs: web-1, port: 8080}]}
   - {name: iperf, servers: [{ecs: web-1, port: 5201}]}
   - {name: files, servers: [{ecs: web-1, port: 8081}]}
+  - {name: pair, servers: [{ecs: web-1, port: 8080}, {ecs: web-2, port: 8080}]}
   listeners:
   - protocol: tcp
     listenerPort: 80
@@ -98,6 +108,8 @@ spec:
   - {protocol: tcp, listenerPort: 5201, vServerGroup: iperf}
   - {protocol: http, listenerPort: 8000, vServerGroup: http}
   - {protocol: http, listenerPort: 8001, vServerGroup: files}
+  - {protocol: tcp, listenerPort: 81, vServerGroup: pair, scheduler: wlc}
+  - {protocol: tcp, listenerPort: 82, vServerGroup: pair, scheduler: wrr}
 """
 BIG = 512 * 1024 * 1024  # the file downloaded for HTTP throughput (sparse: zeros, no disk)
 
@@ -116,6 +128,29 @@ REQUESTS = textwrap.dedent(
     """
 )
 
+# COUNT connections to IP:PORT, RATE a second (0: all at once), each held open; the built-in server's
+# first JSON line names the backend. Prints how many each backend holds at the end, then closes them.
+HOLD = textwrap.dedent(
+    """\
+    import collections, json, socket, sys, time
+    ip, port, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    held, seen = [], collections.Counter()
+    for _ in range(count):
+        s = socket.create_connection((ip, port), timeout=3); s.sendall(b"hello\\n"); held.append(s)
+        if rate:
+            time.sleep(1 / rate)
+    for s in held:
+        line = b""
+        while b"\\n" not in line:
+            line += s.recv(4096)
+        seen[json.loads(line.split(b"\\n")[0])["ecs"]] += 1
+    print(json.dumps(seen))
+    for s in held:
+        s.close()
+    """
+)
+WLC_RATES = (4.0, 20.0, 0.0)  # connections a second; 0: all at once
+
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -132,8 +167,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--prefix", default="slbb", help="the emulation's name: this and 6 hex digits")
     args = parser.parse_args()
-    name = "slbb" + secrets.token_hex(3)
+    name = args.prefix + secrets.token_hex(3)
     folder = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     common = ["--name", name, "--state", str(folder / "state")]
     (folder / "lb.yaml").write_text(FILES)
@@ -141,6 +177,7 @@ def main() -> None:
     slb_ns = f"{name}-slb-lb"
     servers: list[subprocess.Popen[bytes]] = []
     figures: dict[str, float] = {}
+    spread: dict[str, list[int]] = {}
     load_before = load_average()
     try:
         run(*ACKNET, "up", "-f", str(folder / "lb.yaml"), *common)
@@ -196,6 +233,14 @@ def main() -> None:
         while not web_in_map() and time.monotonic() - start < 30:
             time.sleep(0.05)
         figures["return_s"] = time.monotonic() - start
+        for _ in range(args.rounds):
+            for rate in WLC_RATES:
+                for scheduler, port in (("wlc", 81), ("wrr", 82)):
+                    command = [sys.executable, "-c", HOLD, VIP, str(port), "20", str(rate)]
+                    seen = json.loads(run("ip", "netns", "exec", client, *command))
+                    diff = abs(seen.get("web-1", 0) - seen.get("web-2", 0))
+                    spread.setdefault(f"{scheduler} {rate:g}", []).append(diff)
+                    time.sleep(0.6)  # the next reading sees them closed
     finally:
         for server in servers:
             server.terminate()
@@ -219,6 +264,12 @@ def main() -> None:
         f"failing backend removed after {figures['removal_s']:.2f}s (window {WINDOW:g}s, "
         f"ratio {figures['removal_s'] / WINDOW:.2f}); back after {figures['return_s']:.2f}s (2 checks, 1s apart)"
     )
+    for rate in WLC_RATES:
+        pace = f"{rate:g}/s" if rate else "at once"
+        wlc, wrr = (statistics.median(spread[f"{s} {rate:g}"]) for s in ("wlc", "wrr"))
+        print(
+            f"20 held connections opened {pace}: |web-1 - web-2| wlc {wlc:g}, wrr {wrr:g} (median of rounds)"
+        )
 
 
 if __name__ == "__main__":

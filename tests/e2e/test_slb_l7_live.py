@@ -1,6 +1,6 @@
 """CLB layer-7 listeners live: HTTP and HTTPS through a real NGINX in the SLB's namespace, real packets.
 
-One emulation (``slb`` + 6 hex) serves the module. Three ECS backends run a small Python HTTP server
+One emulation (``td`` + 6 hex) serves the module. Three ECS backends run a small Python HTTP server
 (a ``command``) that answers with its name, the address it saw and the request's headers, so the
 tests see X-Forwarded-For as a backend does. Their security group drops the Internet's client range
 and has no accept rule for 8080 at all: layer-7 traffic comes from the CLB's own address in
@@ -8,7 +8,10 @@ and has no accept rule for 8080 at all: layer-7 traffic comes from the CLB's own
 
 - HTTP 80, wrr over echo-1 (75), echo-2 (25), echo-3 (0), HTTP checks every second (window 3 s);
 - HTTP 82, echo-1 alone (an in-flight request during a reload of the proxy);
-- HTTPS 443, rr over the same group, with a certificate signed at run time by a test CA (openssl).
+- HTTPS 443, rr over the same group, with a certificate signed at run time by a test CA (openssl);
+- HTTP 85 and 86 over echo-1 and echo-2 at equal weights with sticky sessions: 85 inserts the CLB's
+  cookie (``insert``, 600 s), 86 rewrites the backends' ``session_id`` cookie (``server``), which the
+  echo servers set on ``/login`` with a placeholder value, as Alibaba's examples do.
 
 A Service of type LoadBalancer with ``protocol-port: https:443`` and ``cert-id`` gets an HTTPS
 listener of its own in front of the NodePort. The test that breaks backends comes last.
@@ -26,6 +29,7 @@ import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_support import ACKNET, REPO, Emu, netns_of, processes_mentioning
@@ -51,6 +55,8 @@ ECHO = textwrap.dedent(
             body = json.dumps({"ecs": name, "client": self.client_address[0],
                                "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
             self.send_response(200)
+            if self.path == "/login":
+                self.send_header("Set-Cookie", "session_id=placeholder")
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -151,6 +157,8 @@ spec:
     - {{ecs: echo-3, port: 8080, weight: 0}}
   - name: one
     servers: [{{ecs: echo-1, port: 8080}}]
+  - name: pair
+    servers: [{{ecs: echo-1, port: 8080}}, {{ecs: echo-2, port: 8080}}]
   listeners:
   - protocol: http
     listenerPort: 80
@@ -164,6 +172,15 @@ spec:
     scheduler: rr
     certificate: {{secret: demo/web-tls}}
     healthCheck: {{type: http, interval: 1, connectTimeout: 1, healthyThreshold: 2, unhealthyThreshold: 2}}
+  - protocol: http
+    listenerPort: 85
+    vServerGroup: pair
+    stickySession: "on"
+    stickySessionType: insert
+    cookieTimeout: 600
+    healthCheck: {{type: http, interval: 1, connectTimeout: 1, healthyThreshold: 2, unhealthyThreshold: 2}}
+  - {{protocol: http, listenerPort: 86, vServerGroup: pair, stickySession: "on", stickySessionType: server,
+     cookie: session_id}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -232,6 +249,33 @@ MANY = textwrap.dedent(
 )
 
 
+# CLIENTS clients one after the other, each with a cookie jar that starts with COOKIE: COUNT requests
+# to URL (the first to FIRST), each sending the cookies kept so far, the last Set-Cookie of a name
+# winning as in a browser. Prints, per client, which backend answered each request, the Set-Cookie
+# lines it got, and the cookies at the end.
+STICKY = textwrap.dedent(
+    """\
+    import json, sys, urllib.request
+    url, count, cookie, first, clients = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+    out = []
+    for _ in range(clients):
+        jar = dict(c.split("=", 1) for c in cookie.split("; ") if c)
+        seen = []
+        for i in range(count):
+            headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+            request = urllib.request.Request(url + (first if i == 0 else "/"), headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as r:
+                body, sets = json.loads(r.read()), r.headers.get_all("Set-Cookie") or []
+            for line in sets:
+                name, value = line.split(";", 1)[0].split("=", 1)
+                jar[name.strip()] = value.strip()
+            seen.append({"ecs": body["ecs"], "set": sets})
+        out.append({"seen": seen, "cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
+    print(json.dumps(out))
+    """
+)
+
+
 def _certificates(folder: Path) -> tuple[Path, str, str]:
     """A test CA and a certificate for HOST it signed, made now with openssl: (CA file, cert, key)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -282,7 +326,7 @@ def _teardown(emu: Emu) -> None:
 
 @pytest.fixture(scope="module")
 def l7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emu]:
-    name = "slb" + secrets.token_hex(3)
+    name = "td" + secrets.token_hex(3)
     assert not netns_of(f"{name}-")
     tmp = tmp_path_factory.mktemp(name)
     emu = Emu(name, tmp / "state", tmp)
@@ -349,6 +393,43 @@ def test_wrr_weights_on_layer_7(l7: Emu) -> None:
     assert counts.get("echo-3", 0) == 0 and sum(counts.values()) == 200, counts
     assert abs(counts.get("echo-1", 0) - 150) <= 10, counts
     print(f"layer-7 wrr 75:25:0 over 200 requests: {counts}")
+
+
+def sticky(
+    emu: Emu, port: int, count: int, cookie: str = "", first: str = "/", clients: int = 1
+) -> list[dict[str, Any]]:
+    url = f"http://{PUB}:{port}"
+    run = emu.py("internet", STICKY, url, str(count), cookie, first, str(clients), timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+
+def test_sticky_insert_keeps_a_client_on_the_backend_of_its_first_response(l7: Emu) -> None:
+    clients = sticky(l7, 85, 6, clients=4)
+    for c in clients:
+        first, rest = c["seen"][0], c["seen"][1:]
+        # The CLB's cookie on the first response only, and every later request on that backend.
+        assert len(first["set"]) == 1 and first["set"][0].startswith("SERVERID="), first
+        assert "Max-Age=600" in first["set"][0], first
+        assert {r["ecs"] for r in rest} == {first["ecs"]} and not any(r["set"] for r in rest), c
+    # New clients are scheduled (equal weights: both backends); without the cookie requests spread.
+    assert {c["seen"][0]["ecs"] for c in clients} == {"echo-1", "echo-2"}, clients
+    counts = many(l7, f"http://{PUB}:85/", 10)
+    assert counts.keys() == {"echo-1", "echo-2"} and min(counts.values()) >= 3, counts
+
+
+def test_sticky_server_rewrites_the_backends_cookie_to_name_the_backend(l7: Emu) -> None:
+    clients = sticky(l7, 86, 6, first="/login", clients=2)
+    for c in clients:
+        first, rest = c["seen"][0], c["seen"][1:]
+        # The backend's own line (a placeholder) and the CLB's rewrite after it, which the client keeps.
+        assert first["set"][0] == "session_id=placeholder", first
+        assert first["set"][1].startswith("session_id=") and first["set"][1] != "session_id=placeholder"
+        assert c["cookie"] != "session_id=placeholder"
+        assert {r["ecs"] for r in rest} == {first["ecs"]}, c
+    assert {c["seen"][0]["ecs"] for c in clients} == {"echo-1", "echo-2"}, clients
+    # Without the backend's cookie, no stickiness: requests spread.
+    assert many(l7, f"http://{PUB}:86/", 10).keys() == {"echo-1", "echo-2"}
 
 
 def test_https_terminates_tls_with_the_listeners_certificate(l7: Emu) -> None:
@@ -467,4 +548,25 @@ def test_health_checks_feed_the_upstreams_reloads_fail_nothing_and_none_left_is_
     print(
         f"layer 7: echo-2 out after {removed:.1f}s (window {FAILURE_WINDOW:g}s); "
         f"{len(report['statuses'])} requests and one 8 s request across the reload, none failed"
+    )
+
+
+def test_an_unhealthy_sticky_backend_is_left_for_a_healthy_one(l7: Emu) -> None:
+    (start,) = sticky(l7, 85, 2)
+    stuck = start["seen"][0]["ecs"]
+    other = "echo-2" if stuck == "echo-1" else "echo-1"
+    with _Block(l7, stuck):
+        l7.wait_for(
+            f"{stuck} unhealthy",
+            lambda: not backends(l7, "pub", "http/85")[f"ecs/{stuck}"]["healthy"],
+            FAILURE_WINDOW + SLACK,
+        )
+        (moved,) = sticky(l7, 85, 4, start["cookie"])
+    # The old cookie no longer routes: the healthy backend answers and its cookie replaces the old one.
+    first = moved["seen"][0]
+    assert first["ecs"] == other and first["set"] and first["set"][0].startswith("SERVERID="), moved
+    assert moved["cookie"] != start["cookie"]
+    assert {r["ecs"] for r in moved["seen"]} == {other}, moved
+    l7.wait_for(
+        f"{stuck} healthy", lambda: backends(l7, "pub", "http/85")[f"ecs/{stuck}"]["healthy"], 2 + SLACK
     )

@@ -1,7 +1,8 @@
 """CLB instances live: layer-4 listeners, schedulers and health checks in a running emulation, real packets.
 
-One emulation (``slb`` + 6 hex) serves the module: three ECS backends (web-1 weight 75, web-2 weight
-25, web-3 weight 0), an internet CLB ``pub`` (TCP 80 wrr, UDP 53, TCP 81 sch) and an intranet CLB
+One emulation (``td`` + 6 hex) serves the module: three ECS backends (web-1 weight 75, web-2 weight
+25, web-3 weight 0), an internet CLB ``pub`` (TCP 80 wrr, UDP 53, TCP 81 sch, TCP 83 wlc over web-1
+and web-2 at equal weights, TCP 84 wlc over 75:25:0) and an intranet CLB
 ``priv`` (TCP 80 rr with an HTTP check) in front of them, and a client ECS in the VPC. Clients in the
 Internet namespace use 203.0.113.x. The built-in server's JSON answer names the ECS that answered and
 the client address it saw. A backend is made to fail by a drop rule in its own namespace (a table of
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,6 +104,8 @@ spec:
     - {ecs: web-3, port: 8080, weight: 0}
   - name: echo
     servers: [{ecs: web-1, port: 5353}]
+  - name: even
+    servers: [{ecs: web-1, port: 8080}, {ecs: web-2, port: 8080}]
   listeners:
   - protocol: tcp
     listenerPort: 80
@@ -119,6 +123,8 @@ spec:
     persistenceTimeout: 60
     connectionRateLimit: 20
     acl: {type: white, entries: [203.0.113.0/25]}
+  - {protocol: tcp, listenerPort: 83, vServerGroup: even, scheduler: wlc}
+  - {protocol: tcp, listenerPort: 84, vServerGroup: web, scheduler: wlc}
 ---
 apiVersion: acknet.io/v1
 kind: LoadBalancer
@@ -220,7 +226,7 @@ def _teardown(emu: Emu) -> None:
 
 
 def _new_emu(tmp_path_factory: pytest.TempPathFactory) -> Emu:
-    name = "slb" + secrets.token_hex(3)
+    name = "td" + secrets.token_hex(3)
     assert not netns_of(f"{name}-")
     tmp = tmp_path_factory.mktemp(name)
     return Emu(name, tmp / "state", tmp)
@@ -284,6 +290,8 @@ def test_get_slb_lists_instances_listeners_and_backends(slb: Emu) -> None:
         ("udp", 53, "wrr"),
         ("tcp", 81, "sch"),
         ("tcp", 82, "wrr"),
+        ("tcp", 83, "wlc"),
+        ("tcp", 84, "wlc"),
     ]
     for b in pub["backends"]:
         assert {"server", "port", "weight", "healthy"} <= b.keys()
@@ -328,6 +336,76 @@ def test_sch_keeps_a_client_on_one_backend(slb: Emu) -> None:
     spread = many(slb, "internet", PUB, 81, 200, "spread")
     assert set(spread) == {"web-1", "web-2"}, spread  # many sources share by weight
     print(f"sch 75:25:0 over 200 source addresses: {spread}")
+
+
+# wlc, live: connections opened one at a time, GAP apart, and held open. Each line of input is a step:
+# "open PORT" opens one more connection to the listener (the built-in server's first JSON line names
+# the backend) and keeps it; "close NAME" closes every held connection to that backend. Prints, per
+# "open", the backend it reached and the connections held to each backend just before it.
+HOLD = textwrap.dedent(
+    """\
+    import collections, json, socket, sys, time
+    ip, gap, steps = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    held, out = [], []
+    for step in steps:
+        verb, arg = step.split(":")
+        if verb == "close":
+            for s, name in [h for h in held if h[1] == arg]:
+                s.close(); held.remove((s, name))
+            time.sleep(gap)
+            continue
+        before = collections.Counter(name for _, name in held)
+        s = socket.socket(); s.settimeout(3); s.connect((ip, int(arg))); s.sendall(b"hello\\n")
+        line = b""
+        while not line.endswith(b"\\n"):
+            line += s.recv(4096)
+        name = json.loads(line.split(b"\\n")[0])["ecs"]  # the JSON line, then the echo
+        held.append((s, name)); out.append({"to": name, "held": dict(before)})
+        time.sleep(gap)
+    print(json.dumps(out))
+    """
+)
+# Longer than two readings of the counts (WLC_INTERVAL 0.25 s) and a map load, on a busy host.
+GAP = 0.6
+
+
+def hold(emu: Emu, *steps: str) -> list[dict[str, Any]]:
+    run = emu.py("internet", HOLD, PUB, str(GAP), *steps, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+
+def misplaced(opened: list[dict[str, Any]], weights: dict[str, int]) -> list[dict[str, Any]]:
+    """The connections that went to a backend more loaded, relative to weight, than another was."""
+    return [
+        o
+        for o in opened
+        if any(
+            o["held"].get(o["to"], 0) * weights[other] > o["held"].get(other, 0) * weights[o["to"]]
+            for other in weights
+        )
+    ]
+
+
+def test_wlc_sends_new_connections_to_the_backend_with_fewer(slb: Emu) -> None:
+    # Equal weights: 6 held connections, each to the backend with fewer at the time (3:3), then every
+    # connection to web-1 closed: the next 3 all go to web-1, which has none. Tolerance: one
+    # connection misplaced in each phase (a reading delayed on a busy two-core host).
+    even = {"web-1": 100, "web-2": 100}
+    first = hold(slb, *["open:83"] * 6, "close:web-1", *["open:83"] * 3)
+    opened, refill = first[:6], first[6:]
+    assert len(misplaced(opened, even)) <= 1, opened
+    assert sum(o["to"] == "web-1" for o in opened) in (2, 3, 4), opened
+    assert sum(o["to"] == "web-1" for o in refill) >= 2, refill
+    # Unequal weights 75:25 (web-3 weight 0 takes none): relative to weight, 6:2 of 8.
+    weighted = hold(slb, *["open:84"] * 8)
+    counts = Counter(o["to"] for o in weighted)
+    assert counts["web-3"] == 0 and abs(counts["web-1"] - 6) <= 1, weighted
+    assert len(misplaced(weighted, {"web-1": 75, "web-2": 25})) <= 1, weighted
+    print(
+        f"wlc: equal weights {[o['to'] for o in opened]}, after closing web-1's "
+        f"{[o['to'] for o in refill]}; 75:25 {dict(counts)}"
+    )
 
 
 def test_the_backends_security_group_sees_the_client_address(slb: Emu) -> None:

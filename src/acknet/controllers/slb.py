@@ -45,7 +45,7 @@ from acknet.controllers.vswitch import AddressBook
 from acknet.errors import Conflict
 from acknet.model.cloud import HealthCheck, Listener, LoadBalancer
 from acknet.model.resources import Resources
-from acknet.model.validate import INTERNET_VIP_RANGE, tls_secret_problem
+from acknet.model.validate import INTERNET_VIP_RANGE, cookie_name_problem, tls_secret_problem
 
 HEALTH_CHECK_RANGE = IPv4Network("100.64.0.0/10")
 # CCM's annotation prefixes: the current one and the legacy one it still honours (CCM annotations.go).
@@ -175,6 +175,9 @@ def _file_listener(lb: LoadBalancer, li: Listener, instances: Mapping[str, Insta
         acl_entries=acl_entries,
         connection_rate_limit=li.connection_rate_limit,
         certificate=li.certificate.secret if li.certificate is not None else None,
+        sticky_session_type=li.sticky_session_type if li.sticky_session == "on" else None,
+        cookie_timeout=(li.cookie_timeout or 0) if li.sticky_session == "on" else 0,
+        cookie=li.cookie if li.sticky_session == "on" else None,
     )
 
 
@@ -421,6 +424,7 @@ def _service_load_balancer(
     eni = _eni_mode(svc, resources, events)
     overrides = _protocol_ports(annotations, events)
     acl_type, acl_entries = _service_acl(annotations, events)
+    sticky: tuple[Literal["insert", "server"] | None, int, str | None] | None = None
     listeners = []
     for port in svc.ports:
         if port.protocol not in ("TCP", "UDP") or (port.node_port is None and not eni):
@@ -445,6 +449,9 @@ def _service_load_balancer(
                 f"annotation scheduler={scheduler!r} ignored for {protocol}:{port.port}: wrr, wlc or rr"
             )
             listener_scheduler = "rr"
+        if layer7 and sticky is None:
+            sticky = _service_sticky(annotations, events)
+        sticky_type, cookie_timeout, cookie = sticky if layer7 and sticky is not None else (None, 0, None)
         backends = _percent(
             _service_backends(svc, port, nodes, own_slices, eni),
             _int_annotation(annotations, "weight", 0, 100, events),
@@ -463,6 +470,9 @@ def _service_load_balancer(
                 acl_type=acl_type,
                 acl_entries=acl_entries,
                 certificate=certificate,
+                sticky_session_type=sticky_type,
+                cookie_timeout=cookie_timeout,
+                cookie=cookie,
             )
         )
     if listeners and not any(li.backends for li in listeners):
@@ -553,6 +563,39 @@ def _service_certificate(svc: PlannedService, resources: Resources, events: list
         )
         return None
     return f"{namespace}/{name}"
+
+
+def _service_sticky(
+    annotations: Mapping[str, str], events: list[str]
+) -> tuple[Literal["insert", "server"] | None, int, str | None]:
+    """``sticky-session: "on"`` with ``sticky-session-type`` (insert | server), ``cookie-timeout``
+    (insert, 1-86400 s) and ``cookie`` (server: the backend's cookie name), for the http and https
+    listeners (CCM listeners.go; CCM leaves sticky sessions off unless annotated, reference/alibaba.md
+    5). A combination the CLB API would refuse is an event, and the listener stays without them."""
+    status = annotation(annotations, "sticky-session")
+    if status is None or status == "off":
+        return None, 0, None
+    if status != "on":
+        events.append(f"annotation sticky-session={status!r} ignored: on or off")
+        return None, 0, None
+    kind = annotation(annotations, "sticky-session-type")
+    if kind == "insert":
+        text = annotation(annotations, "cookie-timeout")
+        timeout = _int_annotation(annotations, "cookie-timeout", 1, 86400, events)
+        if timeout is None:
+            if text is None:
+                events.append("annotation sticky-session-type=insert needs cookie-timeout (1-86400 s)")
+            return None, 0, None
+        return "insert", timeout, None
+    if kind == "server":
+        cookie = annotation(annotations, "cookie")
+        problem = "missing" if cookie is None else cookie_name_problem(cookie)
+        if cookie is None or problem is not None:
+            events.append(f"annotation sticky-session-type=server needs annotation cookie: {problem}")
+            return None, 0, None
+        return "server", 0, cookie
+    events.append(f"annotation sticky-session-type={kind!r}: insert or server; no sticky sessions")
+    return None, 0, None
 
 
 def _service_acl(

@@ -245,6 +245,11 @@ class PlannedListener:
     acl_entries: tuple[IPv4Network, ...] = ()
     connection_rate_limit: int | None = None  # new connections per second; over it they are dropped
     certificate: str | None = None  # https: the kubernetes.io/tls Secret "namespace/name" it serves
+    # http(s) sticky sessions: None (off), "insert" (the CLB's SERVERID cookie, cookie_timeout seconds)
+    # or "server" (the backend's cookie named ``cookie``, rewritten to name the backend).
+    sticky_session_type: Literal["insert", "server"] | None = None
+    cookie_timeout: int = 0
+    cookie: str | None = None
 
     @property
     def key(self) -> str:

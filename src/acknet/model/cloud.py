@@ -198,6 +198,12 @@ class Listener(CloudSchema):
     acl: Acl | None = None
     certificate: Certificate | None = None
     connection_rate_limit: int | None = None
+    # Layer-7 session persistence (CreateLoadBalancerHTTPListener StickySession, StickySessionType,
+    # CookieTimeout, Cookie); layer 4 keeps a client by persistenceTimeout instead.
+    sticky_session: Literal["on", "off"] = "off"
+    sticky_session_type: Literal["insert", "server"] | None = None
+    cookie_timeout: int | None = None
+    cookie: str | None = None
 
 
 class LoadBalancerSpec(CloudSchema):

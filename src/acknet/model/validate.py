@@ -575,6 +575,57 @@ class _Checker:
             self.err(
                 lb, f"{at}.connectionRateLimit", "a cap on new connections per second must be at least 1"
             )
+        self.sticky_session(lb, at, li)
+
+    def sticky_session(self, lb: LoadBalancer, at: str, li: Listener) -> None:
+        """StickySession of CreateLoadBalancerHTTP(S)Listener: StickySessionType required when on;
+        CookieTimeout (1-86400 s) with insert only, Cookie (the backend's cookie name) with server only."""
+        on = li.sticky_session == "on"
+        if on and li.protocol not in ("http", "https"):
+            self.err(
+                lb,
+                f"{at}.stickySession",
+                "sticky sessions (cookies) are for http and https listeners; "
+                "tcp and udp keep a client by persistenceTimeout",
+            )
+            return
+        if not on:
+            for field, value in (
+                ("stickySessionType", li.sticky_session_type),
+                ("cookieTimeout", li.cookie_timeout),
+                ("cookie", li.cookie),
+            ):
+                if value is not None:
+                    self.err(lb, f"{at}.{field}", "only with stickySession: on")
+            return
+        kind = li.sticky_session_type
+        if kind is None:
+            self.err(
+                lb,
+                f"{at}.stickySessionType",
+                "required with stickySession: on: insert (the CLB inserts a cookie) or server "
+                "(it rewrites the backend's cookie)",
+            )
+        if kind == "insert":
+            if li.cookie_timeout is None:
+                self.err(
+                    lb, f"{at}.cookieTimeout", "stickySessionType insert needs a cookieTimeout (1-86400 s)"
+                )
+            elif not 1 <= li.cookie_timeout <= 86400:
+                self.err(lb, f"{at}.cookieTimeout", f"{li.cookie_timeout} is outside 1-86400 seconds")
+        elif li.cookie_timeout is not None:
+            self.err(lb, f"{at}.cookieTimeout", "only stickySessionType insert takes a cookieTimeout")
+        if kind == "server":
+            if li.cookie is None:
+                self.err(
+                    lb, f"{at}.cookie", "stickySessionType server needs the name of the backend's cookie"
+                )
+            else:
+                problem = cookie_name_problem(li.cookie)
+                if problem is not None:
+                    self.err(lb, f"{at}.cookie", problem)
+        elif li.cookie is not None:
+            self.err(lb, f"{at}.cookie", "only stickySessionType server takes a cookie name")
 
     def certificate(self, obj: Resource, field: str, ref: str) -> None:
         ns, _, name = ref.partition("/")
@@ -1082,6 +1133,18 @@ def calico_port_problem(port: int | str) -> str | None:
         )
     if len(port) > 15 or not _IANA_SVC_NAME.match(port):
         return f"{port!r} is neither a port, a min:max range nor a valid port name"
+    return None
+
+
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def cookie_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a sticky-session cookie name, or None. CLB takes 1-200 ASCII characters
+    without commas, semicolons or spaces, not starting with $; acknet takes the letters, digits, ``_``
+    and ``-`` of those (the name becomes part of an NGINX variable)."""
+    if _COOKIE_NAME.fullmatch(name) is None:
+        return f"{name!r} is not a cookie name: 1-200 letters, digits, '_' or '-'"
     return None
 
 

@@ -16,6 +16,11 @@ changes, and runs one asyncio loop on a thread of its own that
 - keeps a listening socket on every TCP listener's VIP and port: when no backend is left the DNAT
   finds nothing and the connection lands here, which completes the handshake and forwards nothing
   (Billing FAQ: "Layer 4 returns only the three-way handshake");
+- steers the ``wlc`` listeners (weighted least connections) by live connection counts: every
+  ``WLC_INTERVAL`` seconds it reads the conntrack table of each instance with such a listener
+  (apply/conntrack.py), counts every backend's live connections per listener and, when the slots
+  change, loads the listener's map anew (render/slb.py ``wlc_update_script``; the decision is
+  render's ``map_elements`` with the counts). Its lag: counts at most one interval old;
 - runs the layer-7 proxy of every instance with HTTP or HTTPS listeners (render/slb_l7.py,
   apply/slb_proxy.py): the health checks of those listeners edit its upstream lists, each change one
   graceful reload, and a proxy that died is started again. Proxies of instances that go are ended
@@ -41,7 +46,7 @@ from pathlib import Path
 
 from acknet.controllers.slb import refresh_service_backends
 from acknet.controllers.state import Plan, PlannedLoadBalancer, SlbHealthCheck
-from acknet.dataplane.apply import nftables, processes, slb_proxy
+from acknet.dataplane.apply import conntrack, nftables, processes, slb_proxy
 from acknet.dataplane.apply.nsutil import NetnsSwitcher
 from acknet.dataplane.render import names, slb_l7
 from acknet.dataplane.render import slb as slb_render
@@ -222,6 +227,12 @@ class SlbRuntime:
         self._tasks: dict[Target, asyncio.Task[None]] = {}
         self._sinks: dict[tuple[str, str, int], asyncio.base_events.Server] = {}
         self._switcher: NetnsSwitcher | None = None
+        # wlc: per (load balancer, listener key) the conntrack ids of the last reading and the counts
+        # with the new connections it saw; per (namespace, listener key) the elements loaded last.
+        self._wlc_ids: dict[tuple[str, str], frozenset[int]] = {}
+        self._wlc_counts: dict[tuple[str, str], tuple[dict[slb_render.BackendKey, int], int]] = {}
+        self._wlc_loaded: dict[tuple[str, str], list[str]] = {}
+        self._wlc_errors: dict[str, str] = {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slb-health", daemon=True)
         self._thread.start()
@@ -232,6 +243,7 @@ class SlbRuntime:
         asyncio.set_event_loop(self._loop)
         self._switcher = NetnsSwitcher()  # made on the thread that uses it
         self._loop.create_task(self._watch_plan())
+        self._loop.create_task(self._steer_wlc())
         self._ready.set()
         try:
             self._loop.run_forever()
@@ -250,6 +262,67 @@ class SlbRuntime:
                     await asyncio.to_thread(self._revive_proxies)
             except AcknetError as exc:
                 self._event("failed", "slb", str(exc))
+
+    async def _steer_wlc(self) -> None:
+        """Reads the connection counts of every instance with a wlc listener, WLC_INTERVAL apart."""
+        assert self._switcher is not None
+        while True:
+            await asyncio.sleep(slb_render.WLC_INTERVAL)
+            for lb in list(self._lbs.values()):
+                if not slb_render.wlc_listeners(lb):
+                    continue
+                netns = names.slb_netns(self.emulation, lb.name)
+                try:
+                    sock = self._switcher.socket(
+                        netns, socket.AF_NETLINK, socket.SOCK_RAW, conntrack.NETLINK_NETFILTER
+                    )
+                    try:
+                        flows = await asyncio.to_thread(conntrack.dump, sock)
+                    finally:
+                        sock.close()
+                    readings = slb_render.count_connections(lb, flows)
+                    await asyncio.to_thread(self._steer, lb.name, readings)
+                    self._wlc_errors.pop(lb.name, None)
+                except Exception as exc:  # a reading that fails is reported, never a dead steering loop
+                    # Reported once per distinct failure, not four times a second.
+                    if self._wlc_errors.get(lb.name) != str(exc):
+                        self._wlc_errors[lb.name] = str(exc)
+                        self._event("failed", f"slb/{lb.name}", f"wlc connection counts: {exc}")
+
+    def _steer(
+        self,
+        lb_name: str,
+        readings: dict[str, tuple[dict[slb_render.BackendKey, int], frozenset[int]]],
+    ) -> None:
+        """One reading of ``lb_name``'s connection counts applied to its wlc listeners' maps."""
+        with self._lock:
+            lb = self._lbs.get(lb_name)
+            if lb is None:
+                return
+            netns = names.slb_netns(self.emulation, lb.name)
+            for li in slb_render.wlc_listeners(lb):
+                reading = readings.get(li.key)
+                if reading is None:
+                    continue
+                counts, ids = reading
+                before = self._wlc_ids.get((lb_name, li.key))
+                # The connections opened during the last interval: how many the next one should expect.
+                expected = 1 if before is None else max(1, len(ids - before))
+                self._wlc_ids[(lb_name, li.key)] = ids
+                self._wlc_counts[(lb_name, li.key)] = (counts, expected)
+                elements = slb_render.map_elements(li, self.unhealthy(lb_name, li.key), counts, expected)
+                if self._wlc_loaded.get((netns, li.key)) == elements:
+                    continue
+                script = slb_render.wlc_update_script(li, self.emulation, elements)
+                nftables.load_script(netns, script, slb_render.table_name(self.emulation))
+                self._wlc_loaded[(netns, li.key)] = elements
+
+    def connections(self) -> dict[str, dict[str, dict[slb_render.BackendKey, int]]]:
+        """Load balancer -> wlc listener -> backend -> live connections at the last reading."""
+        out: dict[str, dict[str, dict[slb_render.BackendKey, int]]] = {}
+        for (lb, key), (counts, _) in list(self._wlc_counts.items()):
+            out.setdefault(lb, {})[key] = dict(counts)
+        return out
 
     async def _check(self, target: Target) -> None:
         assert self._switcher is not None
@@ -342,9 +415,12 @@ class SlbRuntime:
                 except AcknetError as exc:
                     self._event("failed", f"slb/{lb_name}", str(exc))
                 return
+            # A wlc listener keeps steering by its last counts; the next reading corrects the rest.
+            counts, expected = self._wlc_counts.get((lb_name, listener_key), (None, 1))
             script = slb_render.map_update_script(
-                lb, listener, self.emulation, self.unhealthy(lb_name, listener_key)
+                lb, listener, self.emulation, self.unhealthy(lb_name, listener_key), counts, expected
             )
+            self._wlc_loaded.pop((netns, listener_key), None)
             try:
                 nftables.load_script(netns, script, slb_render.table_name(self.emulation))
             except DataplaneError as exc:
@@ -453,6 +529,11 @@ class SlbRuntime:
             for key in list(self._states):
                 if key not in wanted_keys:
                     del self._states[key]
+            wlc_keys = {(lb.name, li.key) for lb in lbs.values() for li in slb_render.wlc_listeners(lb)}
+            for pair in set(self._wlc_ids) - wlc_keys:
+                del self._wlc_ids[pair]
+            for pair in set(self._wlc_counts) - wlc_keys:
+                del self._wlc_counts[pair]
             changes = 0
             wanted = {names.slb_netns(self.emulation, lb.name): lb for lb in lbs.values()}
             table = slb_render.table_name(self.emulation)
@@ -462,6 +543,9 @@ class SlbRuntime:
                     nftables.load_script(netns, slb_render.replace_script(text, self.emulation), table)
                     self._tables[netns] = text
                     changes += 1
+                    # The whole table came with wrr shares: the next wlc reading loads its maps again.
+                    for loaded in [k for k in self._wlc_loaded if k[0] == netns]:
+                        del self._wlc_loaded[loaded]
             for netns in set(self._tables) - wanted.keys():
                 del self._tables[netns]
             for netns in set(self._proxies) - wanted.keys():

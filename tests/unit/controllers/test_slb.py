@@ -452,6 +452,58 @@ def test_acl_annotations_put_an_acl_on_every_listener(
         assert any(event in e for e in lb.events), lb.events
 
 
+@pytest.mark.parametrize(
+    ("annotations", "sticky", "event"),
+    [
+        (
+            {"sticky-session": "on", "sticky-session-type": "insert", "cookie-timeout": "1800"},
+            ("insert", 1800, None),
+            None,
+        ),
+        (
+            {"sticky-session": "on", "sticky-session-type": "server", "cookie": "session-id"},
+            ("server", 0, "session-id"),
+            None,
+        ),
+        ({"sticky-session": "off", "sticky-session-type": "insert"}, (None, 0, None), None),
+        ({"sticky-session": "yes"}, (None, 0, None), "sticky-session='yes' ignored"),
+        ({"sticky-session": "on"}, (None, 0, None), "sticky-session-type=None: insert or server"),
+        ({"sticky-session": "on", "sticky-session-type": "insert"}, (None, 0, None), "needs cookie-timeout"),
+        (
+            {"sticky-session": "on", "sticky-session-type": "insert", "cookie-timeout": "0"},
+            (None, 0, None),
+            "cookie-timeout='0' ignored",
+        ),
+        (
+            {"sticky-session": "on", "sticky-session-type": "server"},
+            (None, 0, None),
+            "needs annotation cookie: missing",
+        ),
+        (
+            {"sticky-session": "on", "sticky-session-type": "server", "cookie": "a b"},
+            (None, 0, None),
+            "is not a cookie name",
+        ),
+    ],
+    ids=["insert", "server", "off", "bad-status", "no-type", "insert-no-timeout", "timeout-range",
+         "server-no-cookie", "bad-cookie"],
+)  # fmt: skip
+def test_sticky_session_annotations_on_layer_7_listeners(
+    annotations: dict[str, str], sticky: tuple[str | None, int, str | None], event: str | None
+) -> None:
+    notes = {"protocol-port": "http:80", **annotations}
+    lb = lb_named(planned(CLUSTER, service("web", notes), service("good")), "demo/web")
+    http, udp = lb.listeners
+    assert (http.sticky_session_type, http.cookie_timeout, http.cookie) == sticky
+    assert (udp.sticky_session_type, udp.cookie) == (None, None)  # layer 4 keeps clients by source address
+    if event is None:
+        assert not lb.events
+    else:
+        assert any(event in e for e in lb.events), lb.events
+    good = lb_named(planned(CLUSTER, service("web", notes), service("good")), "demo/good")
+    assert not good.events
+
+
 def test_refresh_follows_an_eni_services_layer_7_listener() -> None:
     notes = {"service.beta.kubernetes.io/backend-type": "eni", "protocol-port": "http:80"}
     p = planned(CLUSTER, service("web", notes))

@@ -10,12 +10,13 @@ import base64
 import dataclasses
 import difflib
 import os
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from acknet.controllers.plan import plan
-from acknet.controllers.state import Plan, PlannedLoadBalancer
+from acknet.controllers.state import Plan, PlannedLoadBalancer, SlbBackend
 from acknet.dataplane.render import slb_l7
 from acknet.model.documents import Source
 from acknet.model.load import load_resources
@@ -94,6 +95,10 @@ spec:
   - {{protocol: http, listenerPort: 81, backendServerPort: 8080, scheduler: wlc,
      acl: {{type: white, entries: [203.0.113.0/25]}}, connectionRateLimit: 50}}
   - {{protocol: tcp, listenerPort: 82, backendServerPort: 8080}}
+  - {{protocol: http, listenerPort: 83, backendServerPort: 8080, stickySession: "on", stickySessionType: insert,
+     cookieTimeout: 1800}}
+  - {{protocol: http, listenerPort: 84, backendServerPort: 8080, scheduler: wlc, stickySession: "on",
+     stickySessionType: server, cookie: session_id}}
 """
 
 
@@ -178,3 +183,59 @@ def test_no_layer7_listener_no_proxy(planned: Plan) -> None:
     lb = pub(planned)
     tcp_only = dataclasses.replace(lb, listeners=tuple(li for li in lb.listeners if li.protocol == "tcp"))
     assert slb_l7.render_proxy(planned, tcp_only, "n", FOLDER) is None
+
+
+def _id(ip: str) -> str:
+    return slb_l7.server_id(SlbBackend(f"ecs/{ip}", IPv4Address(ip), 8080, 100))
+
+
+ID_11, ID_12 = _id("192.168.0.11"), _id("192.168.0.12")  # the id hashes address and port only
+
+
+def block(text: str, head: str) -> str:
+    return text.split(head, 1)[1].split("\n  }", 1)[0]
+
+
+def test_sticky_insert_maps_the_cookie_to_the_backend_and_sets_it_on_scheduled_responses(
+    planned: Plan,
+) -> None:
+    text = render(planned).conf
+    assert "sticky sessions: insert cookie SERVERID for 1800 s" in text
+    # A known SERVERID goes straight to its backend; anything else to the upstream and its scheduler.
+    route = block(text, "  map ${cookie_SERVERID} $sticky_http_83 {")
+    assert route.split("\n")[1:] == [
+        "    default http_83;",
+        f"    {ID_11} 192.168.0.11:8080;",
+        f"    {ID_12} 192.168.0.12:8080;",
+    ]
+    # The cookie is set only when the upstream chose (not when a cookie already routed the request).
+    cookie = block(text, '  map "$sticky_http_83|$upstream_addr" $sticky_cookie_http_83 {')
+    assert f'"http_83|192.168.0.11:8080" "SERVERID={ID_11}; Max-Age=1800; Path=/";' in cookie
+    assert (
+        "location / { proxy_pass http://$sticky_http_83; add_header Set-Cookie $sticky_cookie_http_83 always; }"
+        in text
+    )
+    # Ids are stable across renders and distinct per backend; weight 0 gets none.
+    assert len({ID_11, ID_12}) == 2 and "192.168.0.13" not in text
+
+
+def test_sticky_server_rewrites_the_backends_cookie(planned: Plan) -> None:
+    text = render(planned).conf
+    assert "sticky sessions: rewrite the backend's cookie session_id" in text
+    assert '  map ${upstream_cookie_session_id} $sticky_set_http_84 {\n    "" 0;\n    default 1;\n  }' in text
+    route = block(text, "  map ${cookie_session_id} $sticky_http_84 {")
+    assert f"    {ID_12} 192.168.0.12:8080;" in route and "    default http_84;" in route
+    cookie = block(text, '  map "$sticky_set_http_84|$upstream_addr" $sticky_cookie_http_84 {')
+    assert f'"1|192.168.0.12:8080" "session_id={ID_12}; Path=/";' in cookie
+    # The scheduler still decides for requests without a valid id: wlc is least_conn.
+    assert "  upstream http_84 {\n    least_conn;" in text
+
+
+@pytest.mark.parametrize("port", [83, 84], ids=["insert", "server"])
+def test_an_unhealthy_sticky_backend_leaves_the_map(planned: Plan, port: int) -> None:
+    text = render(planned, {f"http/{port}": {("192.168.0.11", 8080)}}).conf
+    heads = [h for h in text.splitlines() if h.startswith("  map ") and f"_http_{port} {{" in h]
+    maps = "".join(block(text, h) for h in heads)
+    # Its id no longer routes: the session goes to the scheduler, which has only healthy backends.
+    assert ID_11 not in maps and "192.168.0.11" not in block(text, f"upstream http_{port} {{")
+    assert ID_12 in maps

@@ -261,3 +261,92 @@ def test_acl_rate_limit_and_persistence_in_the_table(planned: Plan) -> None:
     # A health change also forgets the remembered clients.
     script = slb_render.map_update_script(lb, tcp80, EMU, set())
     assert "flush map ip slbt-slb persist_tcp_80" in script
+
+
+def key(i: int) -> tuple[str, int]:
+    return (f"10.0.0.{i + 1}", 8080)
+
+
+@pytest.mark.parametrize(
+    ("weights", "connections", "expected_new", "expected"),
+    [
+        # Equal weights, one backend holding 4: the next connection goes to the other only.
+        ((100, 100), {1: 4}, 1, {"ecs/b0": 2520}),
+        # A burst of 3 still fills the emptier backend first: level 3.5 < 4, so b1 gets nothing.
+        ((100, 100), {1: 4}, 3, {"ecs/b0": 2520}),
+        # A burst of 10 brings both to 7 each: 7 new for b0, 3 for b1.
+        ((100, 100), {1: 4}, 10, {"ecs/b0": 1764, "ecs/b1": 756}),
+        # Equal load relative to weight (6/75 = 2/25): shares by weight, as wrr.
+        ((75, 25), {0: 6, 1: 2}, 1, {"ecs/b0": 1890, "ecs/b1": 630}),
+        # Weight-relative: 3 on weight 75 is less loaded than 2 on weight 25.
+        ((75, 25), {0: 3, 1: 2}, 1, {"ecs/b0": 2520}),
+        ((75, 25), {0: 9, 1: 2}, 1, {"ecs/b1": 2520}),
+        # Ties among the least loaded share by weight; the loaded one gets none.
+        ((100, 50, 100), {2: 5}, 1, {"ecs/b0": 1680, "ecs/b1": 840}),
+        # No counts yet (none read): wrr's shares.
+        ((75, 25), {}, 1, {"ecs/b0": 1890, "ecs/b1": 630}),
+    ],
+    ids=["equal-next", "equal-small-burst", "equal-big-burst", "relative-balanced", "relative-a", "relative-b",
+         "tie-by-weight", "empty"],
+)  # fmt: skip
+def test_wlc_fills_the_least_loaded_relative_to_weight(
+    weights: tuple[int, ...], connections: dict[int, int], expected_new: int, expected: dict[str, int]
+) -> None:
+    li = listener("wlc", *weights)
+    counts = {key(i): n for i, n in connections.items()}
+    owners = slb_render.slot_owners(li, (), counts, expected_new)
+    assert Counter(b.server if b else "none" for b in owners) == expected
+
+
+def test_wlc_leaves_out_unhealthy_and_weight_zero_whatever_their_counts() -> None:
+    li = listener("wlc", 100, 100, 0)
+    owners = slb_render.slot_owners(li, {key(0)}, {key(1): 50}, 1)
+    assert Counter(b.server if b else "none" for b in owners) == {"ecs/b1": 2520}
+    # Without counts, wlc renders as wrr (the table's first load, before the runtime's first reading).
+    assert shares(li) == {"ecs/b0": 1260, "ecs/b1": 1260}
+
+
+def test_wlc_map_update_keeps_remembered_clients(planned: Plan) -> None:
+    import dataclasses
+
+    pub = lb_named(planned, "pub")
+    li = dataclasses.replace(pub.listeners[0], scheduler="wlc", persistence_timeout=60)
+    elements = slb_render.map_elements(li, (), {("192.168.0.11", 8080): 3}, 1)
+    assert elements == ["0-2519 : 192.168.0.12 . 8080"]
+    script = slb_render.wlc_update_script(li, EMU, elements)
+    # One transaction: flush and refill; the persistence map is not flushed by a steering update...
+    assert script == (
+        "flush map ip slbt-slb tcp_80\nadd element ip slbt-slb tcp_80 { 0-2519 : 192.168.0.12 . 8080 }\n"
+    )
+    # ...but a health change still forgets where clients went.
+    assert "flush map ip slbt-slb persist_tcp_80" in slb_render.map_update_script(pub, li, EMU, set())
+
+
+def flow(
+    ident: int, dport: int, backend: str, state: int | None = 3, proto: int = 6, dst: str = ""
+) -> slb_render.Flow:
+    return slb_render.Flow(ident, proto, dst or "198.51.100.10", dport, backend, 8080, state)
+
+
+def test_count_connections_per_wlc_listener_and_backend(planned: Plan) -> None:
+    import dataclasses
+
+    pub = lb_named(planned, "pub")
+    assert pub.address == IPv4Address("198.51.100.10")
+    wlc = dataclasses.replace(
+        pub, listeners=tuple(dataclasses.replace(li, scheduler="wlc") for li in pub.listeners)
+    )
+    flows = [
+        flow(1, 80, "192.168.0.11"),
+        flow(2, 80, "192.168.0.11", state=1),  # SYN_SENT: being opened, counts
+        flow(3, 80, "192.168.0.12", state=7),  # TIME_WAIT: closed, a new id but no load
+        flow(4, 80, "198.51.100.10"),  # no backend took it (the handshake socket): not counted
+        flow(5, 80, "192.168.0.12", dst="100.64.0.1"),  # not to the VIP (a health check)
+        flow(6, 53, "192.168.0.11", state=None, proto=17),  # UDP: every flow counts
+        flow(7, 9999, "192.168.0.11"),  # no such listener
+    ]
+    readings = slb_render.count_connections(wlc, flows)
+    assert readings["tcp/80"] == ({("192.168.0.11", 8080): 2}, frozenset({1, 2, 3}))
+    assert readings["udp/53"] == ({("192.168.0.11", 8080): 1}, frozenset({6}))
+    # Only wlc listeners are read.
+    assert slb_render.count_connections(pub, flows) == {}

@@ -38,6 +38,15 @@ kind: LoadBalancer
 metadata: {name: lb}
 """
 
+
+def one(protocol: str, fields: str) -> str:
+    """A load balancer with one listener on port 80 of the default group, with ``fields`` added."""
+    return (
+        "spec:\n  backendServers: [{ecs: e1}]\n"
+        f"  listeners: [{{protocol: {protocol}, listenerPort: 80, backendServerPort: 80, {fields}}}]\n"
+    )
+
+
 CASES = [
     (
         "listener-port-clash",
@@ -112,6 +121,60 @@ CASES = [
         "spec.listeners[0].scheduler",
         "http(s) allow wrr, wlc, rr",
     ),
+    (
+        "sticky-on-tcp",
+        one("tcp", 'stickySession: "on", stickySessionType: insert, cookieTimeout: 60'),
+        "spec.listeners[0].stickySession",
+        "for http and https listeners",
+    ),
+    (
+        "sticky-without-type",
+        one("http", 'stickySession: "on"'),
+        "spec.listeners[0].stickySessionType",
+        "required with stickySession: on",
+    ),
+    (
+        "sticky-insert-without-timeout",
+        one("http", 'stickySession: "on", stickySessionType: insert'),
+        "spec.listeners[0].cookieTimeout",
+        "needs a cookieTimeout",
+    ),
+    (
+        "sticky-insert-timeout-range",
+        one("http", 'stickySession: "on", stickySessionType: insert, cookieTimeout: 86401'),
+        "spec.listeners[0].cookieTimeout",
+        "86401 is outside 1-86400 seconds",
+    ),
+    (
+        "sticky-server-with-timeout",
+        one("http", 'stickySession: "on", stickySessionType: server, cookie: sid, cookieTimeout: 60'),
+        "spec.listeners[0].cookieTimeout",
+        "only stickySessionType insert",
+    ),
+    (
+        "sticky-server-without-cookie",
+        one("http", 'stickySession: "on", stickySessionType: server'),
+        "spec.listeners[0].cookie",
+        "needs the name of the backend's cookie",
+    ),
+    (
+        "sticky-server-bad-cookie",
+        one("http", 'stickySession: "on", stickySessionType: server, cookie: "a;b"'),
+        "spec.listeners[0].cookie",
+        "is not a cookie name",
+    ),
+    (
+        "sticky-insert-with-cookie",
+        one("http", 'stickySession: "on", stickySessionType: insert, cookieTimeout: 60, cookie: sid'),
+        "spec.listeners[0].cookie",
+        "only stickySessionType server",
+    ),
+    (
+        "sticky-fields-while-off",
+        one("http", "stickySessionType: insert"),
+        "spec.listeners[0].stickySessionType",
+        "only with stickySession: on",
+    ),
 ]
 
 
@@ -127,7 +190,11 @@ def test_a_good_layer_7_load_balancer_is_valid() -> None:
     spec = (
         "spec:\n  backendServers: [{ecs: e1}, {ecs: e2, weight: 0}]\n"
         "  listeners:\n  - {protocol: http, listenerPort: 80, backendServerPort: 8080, scheduler: wlc}\n"
-        "  - {protocol: tcp, listenerPort: 81, backendServerPort: 8080}\n"
+        "  - {protocol: tcp, listenerPort: 81, backendServerPort: 8080, scheduler: wlc}\n"
+        '  - {protocol: http, listenerPort: 82, backendServerPort: 8080, stickySession: "on",'
+        " stickySessionType: insert, cookieTimeout: 86400}\n"
+        '  - {protocol: http, listenerPort: 83, backendServerPort: 8080, stickySession: "on",'
+        " stickySessionType: server, cookie: session-id}\n"
     )
     assert [
         str(d) for d in run(ECS.replace("name: half", "name: fine") + spec) if "LoadBalancer" in d.ref

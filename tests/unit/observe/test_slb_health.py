@@ -57,3 +57,40 @@ def test_what_is_checked() -> None:
         ("tcp/80", "192.168.0.1", 8081, 80, "100.64.0.9", "emu-slb-lb"),
         ("http/8000", "192.168.0.1", 80, 80, "100.64.0.9", "emu-slb-lb"),
     ]
+
+
+def test_wlc_steering_loads_a_map_only_when_the_slots_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acknet.dataplane.apply import nftables
+    from acknet.observe.health import SlbRuntime
+
+    backends = (
+        SlbBackend("ecs/a", IPv4Address("192.168.0.1"), 80, 100),
+        SlbBackend("ecs/b", IPv4Address("192.168.0.2"), 80, 100),
+    )
+    wlc = PlannedListener("tcp", 80, "wlc", "g", backends, SlbHealthCheck())
+    lb = PlannedLoadBalancer(
+        "lb", "intranet", IPv4Address("192.168.0.100"), "vpc", "v", (wlc,), IPv4Address("100.64.0.9")
+    )
+    loaded: list[tuple[str, str]] = []
+    monkeypatch.setattr(nftables, "load_script", lambda netns, script, table: loaded.append((netns, script)))
+    runtime = SlbRuntime("emu")
+    try:
+        runtime._lbs = {"lb": lb}
+        a, b = ("192.168.0.1", 80), ("192.168.0.2", 80)
+        runtime._steer("lb", {"tcp/80": ({b: 2}, frozenset({1, 2}))})
+        assert loaded == [
+            (
+                "emu-slb-lb",
+                "flush map ip emu-slb tcp_80\nadd element ip emu-slb tcp_80 { 0-2519 : 192.168.0.1 . 80 }\n",
+            )
+        ]
+        # The same slots again: nothing loaded.
+        runtime._steer("lb", {"tcp/80": ({a: 1, b: 2}, frozenset({1, 2, 3}))})
+        assert len(loaded) == 1
+        # Balanced, and 4 new connections in the last interval: shared by weight again.
+        runtime._steer("lb", {"tcp/80": ({a: 2, b: 2}, frozenset({1, 2, 3, 4, 5, 6, 7}))})
+        assert len(loaded) == 2 and "0-1259 : 192.168.0.1 . 80, 1260-2519 : 192.168.0.2 . 80" in loaded[1][1]
+        assert runtime.connections() == {"lb": {"tcp/80": {a: 2, b: 2}}}
+        assert runtime._wlc_counts[("lb", "tcp/80")][1] == 4  # the expected new connections
+    finally:
+        runtime.stop()

@@ -25,8 +25,22 @@ What a CLB instance is here (DESIGN.md "SLB"; reference/alibaba.md 4):
 Schedulers (CreateLoadBalancerTCPListener ``Scheduler``; "SLB scheduling algorithms") pick a slot
 ``0..SLOTS-1`` per new connection and a map turns the slot into ``address . port``:
 
-- ``wrr`` (and ``wlc``, which needs live connection counts and is approximated by wrr here):
-  ``numgen random``, each backend owning a share of the slots proportional to its weight;
+- ``wrr``: ``numgen random``, each backend owning a share of the slots proportional to its weight;
+- ``wlc`` (weighted least connections: "in addition to the weight of each backend server, the number
+  of connections is considered ... If the weights are the same, the system directs network connections
+  to the server with the least number of established connections", Alibaba Cloud SLB FAQ,
+  alibabacloud.com/help/doc-detail/55193.htm; reference/alibaba.md 4): the same ``numgen random`` slot
+  map, but its shares come from live connection counts. The SLB runtime (observe/health.py) reads the
+  instance's conntrack table every ``WLC_INTERVAL`` seconds (apply/conntrack.py), counts each
+  backend's live connections per listener (``count_connections``) and loads ``wlc_update_script``:
+  the slots go to the backends by water-filling (``wlc_shares``), so the expected new connections of
+  the next interval fill the least loaded backends, relative to weight, up to a common level. With
+  one new connection expected that is exactly IPVS's wlc (ip_vs_wlc.c: the lowest
+  connections / weight wins); with a burst it spreads instead of sending the whole burst to one
+  backend. Why not nftables alone: ``ct count`` only caps connections per key (a connlimit), it cannot
+  pick the smallest of several counts, and a rule per backend cannot compare counters. The price is a
+  lag: a backend's count is at most ``WLC_INTERVAL`` old, so connections opened within one interval
+  are placed on the counts of its start (spread by the expected number, not one by one);
 - ``rr``: ``numgen inc`` over slots dealt to the backends in turn (weights ignored, as documented);
 - ``sch``: ``jhash ip saddr``; ``tch``: ``jhash`` of the four-tuple; the slots are given out by
   weighted rendezvous hashing, so removing a backend moves only its own slots (a consistent hash).
@@ -45,7 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -54,6 +68,13 @@ from acknet.dataplane.render import names
 from acknet.dataplane.render.kernel import Address, Link, Neighbour, Route, Rule, Veth, VethEnd
 
 SLOTS = 2520  # divisible by 1..10: rr over up to ten backends is exact
+# Seconds between two readings of an instance's connection counts for its wlc listeners.
+WLC_INTERVAL = 0.25
+# TCP conntrack states that count as a live connection for wlc (linux/netfilter/nf_conntrack_tcp.h:
+# SYN_SENT 1, SYN_RECV 2, ESTABLISHED 3). A closing or TIME_WAIT connection no longer loads the backend;
+# IPVS likewise weighs established ("active") connections 256 times the others.
+LIVE_TCP_STATES = frozenset({1, 2, 3})
+_IPPROTO = {"tcp": 6, "udp": 17}
 SLB_IFNAME = "eth0"
 # An internet instance's link to its VRouter is unnumbered: each side names the other by a next hop
 # that is on no interface, resolved by a permanent neighbour (as the Internet uplinks do).
@@ -215,8 +236,14 @@ def _seed(b: SlbBackend) -> int:
     return int(hashlib.sha1(f"{b.ip}:{b.port}".encode(), usedforsecurity=False).hexdigest()[:16], 16)
 
 
-def slot_owners(listener: PlannedListener, unhealthy: Collection[BackendKey] = ()) -> list[SlbBackend | None]:
-    """Which backend each of the SLOTS slots sends to (None: no backend at all)."""
+def slot_owners(
+    listener: PlannedListener,
+    unhealthy: Collection[BackendKey] = (),
+    connections: Mapping[BackendKey, int] | None = None,
+    expected_new: int = 1,
+) -> list[SlbBackend | None]:
+    """Which backend each of the SLOTS slots sends to (None: no backend at all). ``connections`` (wlc
+    only): each backend's live connections on this listener; without them wlc shares as wrr does."""
     pool = candidates(listener, unhealthy)
     if not pool:
         return [None] * SLOTS
@@ -235,20 +262,78 @@ def slot_owners(listener: PlannedListener, unhealthy: Collection[BackendKey] = (
                     best, best_score = b, score
             owners.append(best)
         return owners
-    # wrr (and wlc): contiguous shares proportional to weight; numgen random picks a slot.
-    total = sum(b.weight for b in pool)
-    owners = []
+    if listener.scheduler == "wlc" and connections is not None:
+        return _contiguous(pool, wlc_shares(pool, connections, expected_new))
+    # wrr (and wlc before its first count): contiguous shares proportional to weight; numgen random
+    # picks a slot.
+    return _contiguous(pool, [b.weight for b in pool])
+
+
+def _contiguous(pool: Sequence[SlbBackend], shares: Sequence[int]) -> list[SlbBackend | None]:
+    """SLOTS slots dealt in runs, each backend's run proportional to its (integer) share."""
+    total = sum(shares)
+    owners: list[SlbBackend | None] = []
     cumulative = 0
-    for b in pool:
+    for b, share in zip(pool, shares, strict=True):
         start = cumulative * SLOTS // total
-        cumulative += b.weight
+        cumulative += share
         owners.extend([b] * (cumulative * SLOTS // total - start))
     return owners
 
 
-def map_elements(listener: PlannedListener, unhealthy: Collection[BackendKey] = ()) -> list[str]:
+def wlc_shares(
+    pool: Sequence[SlbBackend], connections: Mapping[BackendKey, int], expected_new: int = 1
+) -> list[int]:
+    """Each backend's share of the next ``expected_new`` connections under weighted least connections.
+
+    Water-filling: the level ``L`` at which ``sum(max(0, L x weight - connections))`` is
+    ``expected_new``; a backend's share is how far it is below that level, so the least loaded (relative
+    to weight) fill first and none is pushed above the others. With one connection expected only the
+    backends with the lowest connections / weight get a share (ties by weight), which is IPVS's wlc
+    choice; when all are equally loaded the shares are the weights (wrr). Integers: the shares are
+    scaled by the total weight of the backends below the level."""
+    n = max(1, expected_new)
+    load = [(connections.get(backend_key(b), 0), b.weight) for b in pool]
+    # By connections / weight, compared without division (as ip_vs_wlc.c does).
+    order = sorted(range(len(pool)), key=lambda i: _Ratio(*load[i]))
+    chosen: list[int] = []
+    conns = weights = 0
+    for position, i in enumerate(order):
+        chosen.append(i)
+        conns += load[i][0]
+        weights += load[i][1]
+        if position + 1 == len(order):
+            break
+        c_next, w_next = load[order[position + 1]]
+        # The level (n + conns) / weights stays at or below the next backend's ratio: it gets nothing.
+        if (n + conns) * w_next <= c_next * weights:
+            break
+    shares = [0] * len(pool)
+    for i in chosen:
+        c, w = load[i]
+        shares[i] = max(0, (n + conns) * w - c * weights)
+    if not any(shares):  # only when rounding left nothing: the lowest ratio takes it all
+        shares[order[0]] = 1
+    return shares
+
+
+@dataclass(frozen=True, slots=True)
+class _Ratio:
+    connections: int
+    weight: int
+
+    def __lt__(self, other: _Ratio) -> bool:
+        return self.connections * other.weight < other.connections * self.weight
+
+
+def map_elements(
+    listener: PlannedListener,
+    unhealthy: Collection[BackendKey] = (),
+    connections: Mapping[BackendKey, int] | None = None,
+    expected_new: int = 1,
+) -> list[str]:
     """``lo-hi : address . port`` elements, runs of one owner merged into one interval."""
-    owners = slot_owners(listener, unhealthy)
+    owners = slot_owners(listener, unhealthy, connections, expected_new)
     out = []
     start = 0
     for i in range(1, SLOTS + 1):
@@ -382,18 +467,75 @@ def replace_script(table_text: str, emulation: str, family: str = "ip") -> str:
 
 
 def map_update_script(
-    lb: PlannedLoadBalancer, listener: PlannedListener, emulation: str, unhealthy: Collection[BackendKey]
+    lb: PlannedLoadBalancer,
+    listener: PlannedListener,
+    emulation: str,
+    unhealthy: Collection[BackendKey],
+    connections: Mapping[BackendKey, int] | None = None,
+    expected_new: int = 1,
 ) -> str:
     """One listener's backends after a health change: element edits of its map, in one transaction."""
+    return _map_script(
+        listener, emulation, map_elements(listener, unhealthy, connections, expected_new), True
+    )
+
+
+def wlc_update_script(listener: PlannedListener, emulation: str, elements: Sequence[str]) -> str:
+    """A wlc listener's map after a new reading of the connection counts (``map_elements`` with them):
+    one transaction, so no packet sees the map empty. Remembered clients (persistenceTimeout) stay
+    where they are: only new clients are steered."""
+    return _map_script(listener, emulation, elements, False)
+
+
+def _map_script(listener: PlannedListener, emulation: str, elements: Sequence[str], forget: bool) -> str:
     ref = f"ip {table_name(emulation)} {map_name(listener)}"
-    elements = map_elements(listener, unhealthy)
     script = f"flush map {ref}\n"
-    if listener.persistence_timeout > 0:
+    if forget and listener.persistence_timeout > 0:
         # A remembered client may point at the backend that went: everyone is scheduled afresh.
         script += f"flush map ip {table_name(emulation)} persist_{map_name(listener)}\n"
     if elements:
         script += f"add element {ref} {{ {', '.join(elements)} }}\n"
     return script
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One conntrack entry of an SLB namespace, as apply/conntrack.py reads it: the original direction
+    (client -> VIP:port) and the reply's source (the backend after DNAT; the VIP when no backend took it)."""
+
+    id: int
+    protocol: int  # IPPROTO_TCP 6, IPPROTO_UDP 17
+    orig_dst: str
+    orig_dport: int
+    reply_src: str
+    reply_sport: int
+    tcp_state: int | None = None  # None for UDP
+
+
+def wlc_listeners(lb: PlannedLoadBalancer) -> list[PlannedListener]:
+    return [li for li in layer4(lb) if li.scheduler == "wlc"]
+
+
+def count_connections(
+    lb: PlannedLoadBalancer, flows: Iterable[Flow]
+) -> dict[str, tuple[dict[BackendKey, int], frozenset[int]]]:
+    """Per wlc listener key ("tcp/80"): each backend's live connections, and the conntrack ids of every
+    connection the listener forwarded (live or closing; a new id since the last reading is a new
+    connection). Live: a TCP connection being opened or established, any UDP flow conntrack still
+    holds (its timeout, 30 s or 120 s once answered both ways, is what ends a UDP "connection")."""
+    wanted = {(_IPPROTO[li.protocol], li.port): li.key for li in wlc_listeners(lb)}
+    out: dict[str, tuple[dict[BackendKey, int], set[int]]] = {key: ({}, set()) for key in wanted.values()}
+    vip = str(lb.address)
+    for flow in flows:
+        key = wanted.get((flow.protocol, flow.orig_dport))
+        if key is None or flow.orig_dst != vip or flow.reply_src == vip:
+            continue
+        counts, ids = out[key]
+        ids.add(flow.id)
+        if flow.tcp_state is None or flow.tcp_state in LIVE_TCP_STATES:
+            backend = (flow.reply_src, flow.reply_sport)
+            counts[backend] = counts.get(backend, 0) + 1
+    return {key: (counts, frozenset(ids)) for key, (counts, ids) in out.items()}
 
 
 def render_vrouter_tables(plan: Plan, emulation: str) -> dict[str, str]:

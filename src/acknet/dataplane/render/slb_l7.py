@@ -29,7 +29,22 @@ listeners. What it does, and where that comes from:
 - a backend that fails between checks is not retried elsewhere (``proxy_next_upstream off``): until
   the failure window passes requests still reach it (health check FAQ) and fail with 502 (CLB's
   "How do I troubleshoot HTTP 5xx errors?");
-- timeouts: ``RequestTimeout`` 60 s (504 when it expires) and ``IdleTimeout`` 15 s, the API defaults.
+- timeouts: ``RequestTimeout`` 60 s (504 when it expires) and ``IdleTimeout`` 15 s, the API defaults;
+- sticky sessions (``StickySession``; CLB "FAQ about session persistence", doc-detail 55202: layer 7
+  persists sessions by cookie, at most 86400 s; "Configure cookies on a backend server", doc-detail
+  27704). Debian's NGINX has no ``sticky`` directive (it is NGINX Plus's), so a ``map`` turns the
+  cookie into the backend and ``proxy_pass`` goes to a variable: a known backend id sends the request
+  straight to that backend, anything else to the listener's upstream and its scheduler. Only backends
+  that take new requests (healthy, weight above 0) have an id in the map, so a session whose backend
+  failed its checks moves to a healthy one and is stuck there from its next response on.
+  ``insert``: the CLB inserts a cookie ``SERVERID`` = the backend's id into the first response (one
+  not routed by a valid cookie), ``Max-Age`` = ``CookieTimeout``. ``server``: the backend sets a cookie
+  named ``Cookie`` (its value a placeholder, as in Alibaba's examples: ``add_header Set-Cookie
+  name=xxxx``) and the CLB rewrites it to the backend's id; here every response that sets that cookie
+  gets a ``Set-Cookie: <name>=<id>; Path=/`` after the backend's own (stock NGINX cannot edit a
+  header's value, so the backend's line stays; a client keeps the later of two cookies with the same
+  name and path, so this holds for cookies set with ``Path=/``, or without a path on a request for
+  ``/``, and the backend's expiry is not carried over).
 
 Listener ACLs and ``connectionRateLimit`` of layer-7 listeners stay in the kernel, in the instance's
 nftables ``guard`` chain (render/slb.py), before NGINX sees a packet.
@@ -42,15 +57,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from acknet.controllers.state import Plan, PlannedListener, PlannedLoadBalancer
+from acknet.controllers.state import Plan, PlannedListener, PlannedLoadBalancer, SlbBackend
 from acknet.dataplane.render.slb import BackendKey, candidates
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 REQUEST_TIMEOUT = 60  # CreateLoadBalancerHTTPListener RequestTimeout default, seconds
 IDLE_TIMEOUT = 15  # IdleTimeout default, seconds
+INSERT_COOKIE = "SERVERID"  # the cookie CLB inserts (FAQ about session persistence)
 _PAGE_503 = (
     "<html><head><title>503 Service Temporarily Unavailable</title></head><body>"
     "<center><h1>503 Service Temporarily Unavailable</h1></center>"
@@ -122,6 +139,45 @@ def _upstream(listener: PlannedListener, unhealthy: Collection[BackendKey]) -> l
     return lines
 
 
+def server_id(backend: SlbBackend) -> str:
+    """The opaque id a sticky cookie carries for ``backend``: a hash of its address and port (Tengine's
+    session_sticky likewise hashes the server's address), so it stays the same across reloads."""
+    digest = hashlib.sha1(f"{backend.ip}:{backend.port}".encode(), usedforsecurity=False)
+    return digest.hexdigest()[:16]
+
+
+def _sticky(listener: PlannedListener, unhealthy: Collection[BackendKey]) -> tuple[list[str], str, str]:
+    """The ``map`` blocks of a sticky listener, the ``proxy_pass`` target and the ``add_header`` line."""
+    name = upstream_name(listener)
+    route, set_cookie = f"$sticky_{name}", f"$sticky_cookie_{name}"
+    pool = candidates(listener, unhealthy)
+    if listener.sticky_session_type == "insert":
+        cookie = INSERT_COOKIE
+        # Set on the response to a request the upstream scheduled: the cookie names who answered it.
+        cookie_key = f'"{route}|$upstream_addr"'
+        entries = [
+            (f"{name}|{b.ip}:{b.port}", f"{cookie}={server_id(b)}; Max-Age={listener.cookie_timeout}; Path=/")
+            for b in pool
+        ]
+        lines = []
+    else:
+        cookie = listener.cookie or ""
+        # Set whenever the backend set its cookie: its placeholder would otherwise replace the id.
+        sets = f"$sticky_set_{name}"
+        cookie_key = f'"{sets}|$upstream_addr"'
+        entries = [(f"1|{b.ip}:{b.port}", f"{cookie}={server_id(b)}; Path=/") for b in pool]
+        lines = [f"  map ${{upstream_cookie_{cookie}}} {sets} {{", '    "" 0;', "    default 1;", "  }"]
+    lines.append(f"  map ${{cookie_{cookie}}} {route} {{")
+    lines.append(f"    default {name};")
+    lines.extend(f"    {server_id(b)} {b.ip}:{b.port};" for b in pool)
+    lines.append("  }")
+    lines.append(f"  map {cookie_key} {set_cookie} {{")
+    lines.append('    default "";')
+    lines.extend(f'    "{key}" "{value}";' for key, value in entries)
+    lines.append("  }")
+    return lines, f"http://{route}", f"add_header Set-Cookie {set_cookie} always;"
+
+
 def render_proxy(
     plan: Plan,
     lb: PlannedLoadBalancer,
@@ -183,10 +239,20 @@ def render_proxy(
                 f"    ssl_certificate_key {folder}/{name}.key;",
                 "    ssl_protocols TLSv1.2 TLSv1.3;",
             ]
+        sticky = ""
+        if li.sticky_session_type == "insert":
+            sticky = f", sticky sessions: insert cookie {INSERT_COOKIE} for {li.cookie_timeout} s"
+        elif li.sticky_session_type == "server":
+            sticky = f", sticky sessions: rewrite the backend's cookie {li.cookie}"
         lines.append(
-            f"  # {li.protocol} listener {li.port}, server group {li.group}, scheduler {li.scheduler}"
+            f"  # {li.protocol} listener {li.port}, server group {li.group}, scheduler {li.scheduler}{sticky}"
         )
+        target, add_header = f"http://{upstream_name(li)}", ""
         if servers:
+            if li.sticky_session_type is not None:
+                maps, target, add_header = _sticky(li, unhealthy.get(li.key, ()))
+                lines.extend(maps)
+                add_header = f" {add_header}"
             lines.append(f"  upstream {upstream_name(li)} {{")
             if li.scheduler == "wlc":
                 lines.append("    least_conn;")
@@ -196,7 +262,7 @@ def render_proxy(
         lines.append(f"    listen {listen};")
         lines.extend(tls)
         if servers:
-            lines.append(f"    location / {{ proxy_pass http://{upstream_name(li)}; }}")
+            lines.append(f"    location / {{ proxy_pass {target};{add_header} }}")
         else:
             lines.append(f"    location / {{ return 503 '{_PAGE_503}'; }}")
         lines.append("  }")
