@@ -38,22 +38,41 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# The shop, live: namespaces, security groups, pods with real sockets; then what can reach what.
+# The shop, live: its plan, then namespaces, security groups, pods with real sockets; what can reach
+# what; and requests from the emulated Internet through both of its internet CLBs. The NGINX Ingress
+# serves https://shop.example.com/ with a certificate of a CA made here (examples/shop/own_ca.py writes
+# the shop into $(DEMO) with that certificate in its Secret), so curl verifies it: --cacert, not -k.
+DEMO := .demo
+DEMO_SLBS := shop/web-public kube-system/nginx-ingress-lb
 demo: setup
 	$(ACKNET) validate -f examples/shop
-	$(ACKNET) up -f examples/shop
+	$(ACKNET) plan -f examples/shop
+	$(PY) examples/shop/own_ca.py $(DEMO)
+	$(ACKNET) up -f $(DEMO)/shop
 	$(ACKNET) get nodes
 	$(ACKNET) get pods
 	$(ACKNET) probe --from pods --from ecs/bastion --to ecs/db-1 --to app=web
-	@# The CLB health-checks its backends (the nodes' NodePort) from 100.64.0.0/10: wait for a healthy one.
+	@# The CLBs health-check their backends (the nodes' NodePorts) from 100.64.0.0/10: wait until every
+	@# listener of both has a healthy one.
 	@for i in $$(seq 60); do \
-	  $(ACKNET) get slb -o json | $(PY) -c 'import json, sys; sys.exit(not any(b["healthy"] for i in json.load(sys.stdin)["items"] if i["name"] == "shop/web-public" for b in i["backends"]))' && break; \
+	  $(ACKNET) get slb -o json | $(PY) -c 'import json, sys; lbs = {i["name"]: i for i in json.load(sys.stdin)["items"]}; sys.exit(not all(any(b["healthy"] for b in li["backends"]) for n in sys.argv[1:] for li in lbs[n]["listeners"]))' $(DEMO_SLBS) && break; \
 	  sleep 1; \
 	done
 	$(ACKNET) get slb
+	$(ACKNET) get ingress
 	@vip=$$($(ACKNET) get services -o json | $(PY) -c 'import json, sys; print(next(s["status"]["loadBalancer"]["ingress"][0]["ip"] for s in json.load(sys.stdin)["items"] if s["metadata"]["name"] == "web-public"))') && \
 	  echo && echo "From the Internet (203.0.113.1) through the internet CLB of shop/web-public, http://$$vip/ :" && \
 	  $(ACKNET) exec internet -- curl -sS --fail --max-time 5 --retry 5 --retry-delay 1 --retry-connrefused http://$$vip/ && echo
+	@vip=$$($(ACKNET) get ingress -o json | $(PY) -c 'import json, sys; print(next(i["status"]["loadBalancer"]["ingress"][0]["ip"] for i in json.load(sys.stdin)["items"] if i["metadata"]["name"] == "shop"))') && \
+	  for path in / /api; do \
+	    echo && echo "From the Internet through nginx-ingress-lb ($$vip) and the NGINX Ingress, https://shop.example.com$$path :" && \
+	    echo "  curl --cacert $(DEMO)/ca.crt --resolve shop.example.com:443:$$vip https://shop.example.com$$path" && \
+	    $(ACKNET) exec internet -- curl -sS --fail --max-time 5 --retry 5 --retry-delay 1 --retry-all-errors \
+	      --cacert $(abspath $(DEMO))/ca.crt --resolve shop.example.com:443:$$vip https://shop.example.com$$path && echo || exit 1; \
+	  done && \
+	  echo && echo "Without --cacert, curl does not trust the shop's certificate (the CA was made just now):" && \
+	  if out=$$($(ACKNET) exec internet -- curl -sS -o /dev/null --max-time 5 --resolve shop.example.com:443:$$vip https://shop.example.com/ 2>&1); \
+	  then echo "curl trusted it without the CA"; exit 1; else echo "$$out" | head -1; fi
 	@echo
 	@echo "The shop is running. Explore it:"
 	@echo "  $(ACKNET) get pods | nodes | ecs | vswitches | securitygroups | services | slb | ingress"
@@ -63,6 +82,7 @@ demo: setup
 	@echo "  $(ACKNET) trace ecs/bastion ecs/db-1:3306   # hop by hop: which rule drops it, and what would change that"
 	@echo "  $(ACKNET) graph -f examples/shop -o shop.html   # topology, allowed flows and a reachability heat-map"
 	@echo "  $(ACKNET) exec internet -- curl -s http://198.51.100.2/   # a client on the emulated Internet"
+	@echo "  $(ACKNET) exec internet -- curl --cacert $(DEMO)/ca.crt --resolve shop.example.com:443:198.51.100.1 https://shop.example.com/api"
 	@echo "Take it down with:  $(ACKNET) down"
 
 lint: venv
@@ -74,8 +94,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
+# The pure tests share the two cores (a file stays on one worker: the NCA differential installs its
+# virtualenv once per file); the live ones run one at a time, as timing-sensitive probes want.
 test: setup lint
-	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q tests
+	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q -n 2 --dist loadfile tests/unit
+	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q tests/integration tests/e2e
 
 bench: setup
 	$(PY) bench/plan_scale.py

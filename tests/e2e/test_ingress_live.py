@@ -7,8 +7,8 @@ One emulation (``ing`` + 6 hex) serves the module: two nodes, the controller's t
 8000-8015 with JSON naming the port, the Host header and the path it saw. Each Ingress of a vector
 case gets its own Service ``echo-<i>`` (port 80 -> 8000+i), which is how the tests tell which Ingress
 served a request (upstream uses a per-Ingress header snippet for that). Requests go from a client pod
-to a controller pod, as in-cluster traffic does; the shop test also goes through the SLB from the
-Internet namespace when its security group lets the Internet in.
+to a controller pod, as in-cluster traffic does; the SLB test and the shop test (as `make demo` runs
+it) go through nginx-ingress-lb from the Internet namespace.
 
 The vectors are read where they are (``$ACKNET_SHARED/conformance/ingress-nginx``).
 """
@@ -29,6 +29,7 @@ import pytest
 import yaml
 from e2e_support import ACKNET, EXAMPLES, REPO, Emu, netns_of, processes_mentioning
 
+from acknet.cli.output import verdict_state
 from acknet.dataplane.render import names
 
 pytestmark = pytest.mark.root
@@ -230,6 +231,16 @@ def make_ca(folder: Path, hosts: list[str]) -> dict[str, str]:
     return {n: (folder / n).read_text() for n in ("ca.crt", "tls.crt", "tls.key")}
 
 
+def controller_configmap(data: dict[str, str]) -> dict[str, Any]:
+    """The NGINX Ingress controller's ConfigMap, where ACK has it (model/ingress_config.py)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "nginx-configuration", "namespace": "kube-system"},
+        "data": data,
+    }
+
+
 def tls_secret(name: str, pems: dict[str, str], namespace: str = "conf") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -369,7 +380,12 @@ def test_routing_vector(ing: Ingress, case: dict[str, Any]) -> None:
         added = then["add_ingress"]
         ing.up(*case_docs(case, ing.emu.tmp / "ca", [added]))
         failures += check_requests(ing, case, [*names, added["name"]], then["requests"])
-    # `variant` (use-forwarded-headers: true) is a ConfigMap setting acknet does not model.
+    variant = case.get("variant")
+    if variant:
+        # The same Ingresses under the controller's ConfigMap use-forwarded-headers: "true" (what the
+        # vector file's comment on `variant` says upstream's e2e test sets).
+        ing.up(*docs, controller_configmap({"use-forwarded-headers": "true"}))
+        failures += check_requests(ing, case, names, variant["requests"])
     assert not failures, "\n".join(failures)
 
 
@@ -409,6 +425,41 @@ def test_https_with_a_ca_made_now_and_sni(ing: Ingress) -> None:
     # A host without TLS is served on 443 with the controller's own certificate, and is not redirected.
     assert got[2]["status"] == 200 and got[2]["body"]["port"] == 8001
     assert got[3]["status"] == 200
+
+
+def test_forwarded_headers_from_a_proxy_in_front(ing: Ingress) -> None:
+    """The controller's ConfigMap with use-forwarded-headers and compute-full-forwarded-for, as behind
+    a proxy that terminates TLS: its X-Forwarded-Proto decides the HTTPS redirect, the first
+    X-Forwarded-Host is the host the backend hears, and X-Forwarded-For names the client (the realip
+    module), the connecting address appended (nginx.tmpl, lua_ingress.lua)."""
+    pems = make_ca(ing.emu.tmp / "ca-fwd", ["fwd.example.com"])
+    ing.up(
+        tls_secret("fwd-tls", pems),
+        ingress_doc(
+            "fwd", "fwd.example.com", "/", "Prefix", "echo-0",
+            tls=[{"hosts": ["fwd.example.com"], "secretName": "fwd-tls"}],
+        ),
+        controller_configmap({"use-forwarded-headers": "true", "compute-full-forwarded-for": "true"}),
+    )  # fmt: skip
+    ip = ing.controllers()[0]
+    client = ing.emu.pods()["conf/client"]["status"]["podIP"]
+    behind = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.net:8443, edge.internal"}
+    got = ing.requests(
+        [
+            {"ip": ip, "host": "fwd.example.com", "path": "/a/"},
+            {"ip": ip, "host": "fwd.example.com", "path": "/a", "headers": {"X-Forwarded-Proto": "https"}},
+            {"ip": ip, "host": "fwd.example.com", "path": "/b", "headers": {**behind, "X-Forwarded-For": "198.51.100.77"}},
+            {"ip": ip, "host": "fwd.example.com", "path": "/c", "headers": {"X-Forwarded-Host": "example.com:80"}},
+        ]
+    )  # fmt: skip
+    assert (got[0]["status"], got[0]["location"]) == (308, "https://fwd.example.com/a"), got[0]
+    # TLS ended at the proxy in front: no redirect, and the backend hears the request's own host.
+    assert got[1]["status"] == 200 and got[1]["body"]["host"] == "fwd.example.com", got[1]
+    assert got[1]["body"]["xff"] == client, got[1]
+    assert got[2]["status"] == 200, got[2]
+    assert got[2]["body"]["host"] == "shop.example.net:8443", got[2]
+    assert got[2]["body"]["xff"] == f"198.51.100.77, {client}", got[2]
+    assert (got[3]["status"], got[3]["location"]) == (308, "https://example.com/c"), got[3]
 
 
 def test_mistakes_stay_with_their_ingress(ing: Ingress) -> None:
@@ -541,35 +592,132 @@ def test_through_the_slb_from_the_internet(ing: Ingress) -> None:
     assert body["xff"].startswith("203.0.113.")
 
 
+# Two rules of one Ingress, each to its own built-in pods (which name themselves in every answer).
+TWO_RULES = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: a, namespace: conf}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: a}}
+  template:
+    metadata: {labels: {app: a}}
+    spec:
+      containers: [{name: a, ports: [{containerPort: 8080}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: b, namespace: conf}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: b}}
+  template:
+    metadata: {labels: {app: b}}
+    spec:
+      containers: [{name: b, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: conf}
+spec: {selector: {app: a}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: conf}
+spec: {selector: {app: b}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: two, namespace: conf}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: two.example.com
+    http:
+      paths:
+      - {path: /a, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}
+      - {path: /b, pathType: Prefix, backend: {service: {name: b, port: {number: 80}}}}
+"""
+# Keeps everyone, the controller pods included, from b's pod: NGINX waits proxy_connect_timeout, 504.
+KEEP_B = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: keep-b, namespace: conf}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  policyTypes: [Ingress]
+"""
+
+
+def check_and_probe(ing: Ingress, selection: list[str]) -> dict[tuple[str, str, int, str], str]:
+    """``acknet check`` on the module's files and ``acknet probe`` on its emulation for ``selection``;
+    the verdicts (allowed, partial or denied) once both agree on every one."""
+
+    def states(output: str) -> dict[tuple[str, str, int, str], str]:
+        found = json.loads(output)["verdicts"]
+        return {(v["from"], v["to"], v["port"], v["protocol"]): verdict_state(v) for v in found}
+
+    files = ing.emu.tmp / "files.yaml"
+    checked = subprocess.run(
+        [*ACKNET, "check", "-f", str(files), *selection, "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    probed = states(ing.emu.acknet("probe", *selection, "-o", "json", timeout=120).stdout)
+    assert probed == states(checked.stdout)
+    return probed
+
+
+def test_check_and_probe_agree_through_the_ingress(ing: Ingress) -> None:
+    """``--to ingress/conf/two`` from the Internet, a node and a pod: check from the files, probe with
+    real requests (http://two.example.com/a and /b) to nginx-ingress-lb's VIP, which pass only when a
+    pod of the rule answers. Then a NetworkPolicy keeps the controller from b's pod: /b's requests end
+    in NGINX's 504 (or the probe's patience), /a's still pass, and both sides say partial. (The node and
+    the pod meet SLB paths that fail either way: kube-proxy's answer on their own node.)"""
+    ing.up(TWO_RULES)
+    selection = ["--from", "internet,ecs/ack-default-0,conf/client", "--to", "ingress/conf/two"]
+    key = ("internet", "ingress/conf/two", 80, "TCP")
+    before = check_and_probe(ing, selection)
+    assert before[key] == "allowed"
+    ing.up(TWO_RULES, KEEP_B)
+    after = check_and_probe(ing, selection)
+    assert after[key] == "partial"
+
+
 def test_shop_over_https_with_its_own_ca(emu: Emu) -> None:
-    """examples/shop with its TLS Secret replaced by a certificate of a CA made now: https://shop.example.com/
-    reaches web and /api reaches api, through a controller pod, from a pod of the cluster."""
-    folder = emu.tmp / "shop"
-    folder.mkdir()
-    pems = make_ca(emu.tmp / "shop-ca", ["shop.example.com"])
-    for f in (EXAMPLES / "shop").glob("*.yaml"):
-        docs = list(yaml.safe_load_all(f.read_text()))
-        for d in docs:
-            if d and d.get("kind") == "Secret" and d["metadata"]["name"] == "shop-tls":
-                d.pop("data", None)
-                d["stringData"] = {"tls.crt": pems["tls.crt"], "tls.key": pems["tls.key"]}
-        (folder / f.name).write_text(yaml.safe_dump_all(docs))
-    emu.up(folder)
+    """examples/shop as `make demo` runs it: examples/shop/own_ca.py makes a CA now and a copy of the shop
+    whose Secret holds a certificate it signs; from the Internet namespace, through nginx-ingress-lb
+    (its layer-4 listeners keep the client's address, which cluster-sg admits on the NodePorts) and a
+    controller pod, https://shop.example.com/ reaches web and /api reaches api, with TLS verified."""
+    out = emu.tmp / "shop-ca"
+    made = subprocess.run(
+        [sys.executable, str(EXAMPLES / "shop" / "own_ca.py"), str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(out / "shop")
+    emu.up(out / "shop")
     item = next(i for i in emu.get("ingress") if i["metadata"]["name"] == "shop")
     assert item["status"]["conditions"][0]["status"] == "True"
-    pods = emu.pods()
-    ip = next(
-        p["status"]["podIP"] for k, p in pods.items() if k.startswith("kube-system/nginx-ingress-controller")
-    )
-    client = next(k for k in pods if k.startswith("shop/web-"))  # in cluster-sg, as the controller is
-    ca = str(emu.tmp / "shop-ca" / "ca.crt")
+    vip = item["status"]["loadBalancer"]["ingress"][0]["ip"]
+    resolve = ("--resolve", f"shop.example.com:443:{vip}", "--resolve", f"shop.example.com:80:{vip}")
+    ca = str(out / "ca.crt")
+    controllers = {
+        p["status"]["podIP"] for k, p in emu.pods().items() if k.startswith("kube-system/nginx-ingress")
+    }
     for path, app in (("/", "web"), ("/api", "api"), ("/api/items", "api")):
         run = emu.exec(
-            client, "curl", "-s", "-m", "8", "--cacert", ca, "--resolve", f"shop.example.com:443:{ip}",
-            f"https://shop.example.com{path}",
+            "internet", "curl", "-sS", "-m", "8", "--retry", "3", "--retry-all-errors", "--cacert", ca,
+            *resolve, f"https://shop.example.com{path}",
         )  # fmt: skip
         assert run.returncode == 0, (path, run.stdout, run.stderr)
-        assert json.loads(run.stdout)["pod"].startswith(f"{app}-"), (path, run.stdout)
-    plain = emu.exec(client, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-                     "-H", "Host: shop.example.com", f"http://{ip}/cart")  # fmt: skip
+        answer = json.loads(run.stdout)
+        assert answer["pod"].startswith(f"{app}-"), (path, run.stdout)
+        # The backend sees the controller pod (kube-system), which allow-web/allow-api-from-web admit.
+        assert answer["client"].split(":")[0] in controllers, answer
+    # The certificate is the CA's, not something curl trusts on its own.
+    untrusted = emu.exec("internet", "curl", "-sS", "-m", "8", *resolve, "https://shop.example.com/")
+    assert untrusted.returncode == 60, (untrusted.returncode, untrusted.stderr)
+    plain = emu.exec("internet", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                     *resolve, "http://shop.example.com/cart")  # fmt: skip
     assert plain.stdout == "308 https://shop.example.com/cart"

@@ -6,8 +6,10 @@ DESIGN.md ("The command line") names endpoints ``NS/POD``, ``ecs/NAME``, ``svc/N
 resolves pods, ECS instances and, as destinations only, Services (``ServiceEndpoint``: the Service
 with its ports and the EndpointSlice endpoints behind each, each tied to the pod or instance at its
 address), SLBs as destinations (``SlbEndpoint``: a CLB instance with its listeners and the pod or
-instance behind each backend server; ``analysis/slb.py`` judges them), and ``internet`` as a source
-(a client at 203.0.113.1 of the emulated Internet, DESIGN.md).
+instance behind each backend server; ``analysis/slb.py`` judges them), Ingresses as destinations
+(``IngressEndpoint``, ``ingress/NS/NAME``: the requests that exercise its rules, sent to the Ingress
+controller's SLB ``nginx-ingress-lb``; ``analysis/ingress_reach.py`` judges them), and ``internet`` as
+a source (a client at 203.0.113.1 of the emulated Internet, DESIGN.md).
 
 An ``Endpoint`` carries what reachability needs to follow a packet without looking anything up again:
 its address, the ENI its traffic crosses the VPC through (with that ENI's security groups), the ECS
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Literal
 
+from acknet.analysis.ingress import IngressRequest, sample_requests
+from acknet.controllers.ingress import INGRESS_LB, IngressRoutes, controller_pods, ingress_routes
 from acknet.controllers.state import (
     EndpointAddress,
     Eni,
@@ -61,6 +65,8 @@ SVC_KIND = "svc"
 SVC_PREFIX = "svc/"
 SLB_KIND = "slb"
 SLB_PREFIX = "slb/"
+INGRESS_KIND = "ingress"
+INGRESS_PREFIX = "ingress/"
 INTERNET = "internet"
 # The client the ``internet`` endpoint stands for: the emulated Internet's own address (DESIGN.md, "The
 # emulated Internet": clients use 203.0.113.0/24; the probes send from .1). Not imported from the
@@ -282,7 +288,61 @@ def internet_endpoint() -> Endpoint:
     )
 
 
-Destination = Endpoint | ServiceEndpoint | SlbEndpoint
+@dataclass(frozen=True, slots=True)
+class IngressEndpoint:
+    """An Ingress as a destination (``ingress/NS/NAME``): HTTP requests sent to the NGINX Ingress
+    controller through its SLB (``slb``: the cluster's ``kube-system/nginx-ingress-lb``), routed by the
+    controller pods (``controllers``) over ``routes`` to the backend pods (``by_ip`` finds the endpoint
+    at an upstream's address).
+
+    ``requests`` are what exercise the Ingress (``analysis.ingress.sample_requests``): https ones on
+    443, http ones on 80, the declared ports. ``url`` is set for a single request that ``trace`` was
+    given as a URL, sent to that URL's port whatever its scheme. ``problem`` is why the controller does
+    not serve the Ingress (it is left out of nginx.conf), None when it does.
+    """
+
+    name: str
+    ingress: str  # "NS/NAME"; empty for a URL
+    cluster: str
+    routes: IngressRoutes = field(repr=False)
+    requests: tuple[IngressRequest, ...]
+    slb: SlbEndpoint | None
+    controllers: tuple[Endpoint, ...]
+    by_ip: Mapping[IPv4Address, Endpoint] = field(repr=False, default_factory=dict)
+    problem: str | None = None
+    url: str | None = None
+    url_port: int | None = None
+    tls: bool = False  # the Ingress names TLS hosts (443 is declared even when it is not served)
+    kind: Literal["ingress"] = "ingress"
+
+    @property
+    def declared_ports(self) -> tuple[tuple[int, Protocol], ...]:
+        """443/TCP when a request is https, 80/TCP when one is http (DESIGN.md: the declared ports)."""
+        if self.url_port is not None:
+            return ((self.url_port, "TCP"),)
+        schemes = {r.scheme for r in self.requests}
+        if not self.requests:  # not served, or regex paths only: what the Ingress would be sent on
+            schemes = {"https"} if self.tls else {"http"}
+        out: list[tuple[int, Protocol]] = []
+        if "http" in schemes:
+            out.append((80, "TCP"))
+        if "https" in schemes:
+            out.append((443, "TCP"))
+        return tuple(out)
+
+    def requests_for(self, port: int) -> tuple[IngressRequest, ...]:
+        """The requests sent to ``port``: the URL's own, or https on 443 and http on 80."""
+        if self.url is not None:
+            return self.requests if port == self.url_port else ()
+        scheme = {80: "http", 443: "https"}.get(port)
+        return tuple(r for r in self.requests if r.scheme == scheme)
+
+
+def ingress_name(ref: str) -> str:
+    return f"{INGRESS_PREFIX}{ref}"
+
+
+Destination = Endpoint | ServiceEndpoint | SlbEndpoint | IngressEndpoint
 
 
 @dataclass(slots=True)
@@ -296,6 +356,9 @@ class EndpointIndex:
     services: dict[str, ServiceEndpoint] = field(default_factory=dict)  # "svc/NS/NAME" -> Service
     external_names: dict[str, str] = field(default_factory=dict)  # "svc/NS/NAME" -> its CNAME
     slbs: dict[str, SlbEndpoint] = field(default_factory=dict)  # "slb/NAME", "slb/NS/NAME" -> CLB
+    ingresses: dict[str, IngressEndpoint] = field(default_factory=dict)  # "ingress/NS/NAME" -> Ingress
+    # Per cluster with Ingresses: its routes, its controller's SLB and pods, for URLs of ``trace``.
+    ingress_fronts: dict[str, IngressEndpoint] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: Plan) -> EndpointIndex:
@@ -335,7 +398,8 @@ class EndpointIndex:
         )
         services, external_names = _services(plan, pods, ecs)
         slbs = _slbs(plan, pods, ecs, services)
-        return cls(pods, ecs, pending, standalone, services, external_names, slbs)
+        fronts, ingresses = _ingresses(plan, pods, ecs, slbs)
+        return cls(pods, ecs, pending, standalone, services, external_names, slbs, ingresses, fronts)
 
     def everything(self) -> list[Endpoint]:
         """Every pod and every standalone ECS instance: what an absent ``--from``/``--to`` means.
@@ -425,6 +489,57 @@ def _slbs(
             live = f"has no VSwitch {lb.vswitch!r} to hold its intranet VIP"
         out.setdefault(slb_name(lb), SlbEndpoint(slb_name(lb), lb, tuple(listeners), live))
     return out
+
+
+def _ingresses(
+    plan: Plan,
+    pods: Mapping[str, Endpoint],
+    instances: Mapping[str, Endpoint],
+    slbs: Mapping[str, SlbEndpoint],
+) -> tuple[dict[str, IngressEndpoint], dict[str, IngressEndpoint]]:
+    """Per cluster with Ingresses, its controller's front (routes, SLB, pods); every Ingress of class
+    nginx as a destination."""
+    by_ip: dict[IPv4Address, Endpoint] = {}
+    for endpoint in (*instances.values(), *pods.values()):
+        if endpoint.datapath != "host-network":
+            by_ip.setdefault(endpoint.ip, endpoint)
+    fronts: dict[str, IngressEndpoint] = {}
+    out: dict[str, IngressEndpoint] = {}
+    for cluster in sorted(plan.resources.clusters):
+        objs = plan.resources.kube.get(cluster)
+        if objs is None or not objs.ingresses:
+            continue
+        routes = ingress_routes(plan, cluster)
+        lb = next((b for b in plan.load_balancers if b.service == f"{cluster}/{INGRESS_LB}"), None)
+        slb = slbs.get(slb_name(lb)) if lb is not None else None
+        if slb is not None and slb.lb is not lb:
+            slb = None  # the name belongs to the same Service of another cluster
+        controllers = tuple(pods[p.key] for p in controller_pods(plan, cluster) if p.key in pods)
+        front = IngressEndpoint(
+            f"ingress controller of {cluster}", "", cluster, routes, (), slb, controllers, by_ip
+        )
+        fronts[cluster] = front
+        problems = {p.ingress: p.message for p in routes.problems}
+        for (namespace, name), ing in objs.ingresses.items():
+            ref = f"{namespace}/{name}"
+            if ref not in routes.served and ref not in problems:
+                continue  # of another class: not the NGINX controller's
+            key = ingress_name(ref)
+            if key in out:
+                continue  # the same namespace/name in a second cluster: the first one keeps the name
+            out[key] = IngressEndpoint(
+                key,
+                ref,
+                cluster,
+                routes,
+                tuple(sample_requests(routes, namespace, name)),
+                slb,
+                controllers,
+                by_ip,
+                problem=problems.get(ref),
+                tls=bool(ing.spec.tls),
+            )
+    return fronts, out
 
 
 def _service_port(
@@ -547,11 +662,12 @@ def resolve(
 def resolve_destinations(
     plan: Plan | EndpointIndex, selectors: str | Sequence[str] | None
 ) -> list[Destination]:
-    """What ``--to`` names: as ``resolve``, plus Services (``svc/NS/NAME`` and the kind ``svc``) and
-    SLBs (``slb/NAME``, ``slb/NS/NAME`` and the kind ``slb``).
+    """What ``--to`` names: as ``resolve``, plus Services (``svc/NS/NAME`` and the kind ``svc``), SLBs
+    (``slb/NAME``, ``slb/NS/NAME`` and the kind ``slb``) and Ingresses (``ingress/NS/NAME`` and the
+    kind ``ingress``).
 
     Without selectors it is what ``resolve`` gives: pods and standalone instances, no Services or SLBs
-    (ask for them with ``--to svc``, ``--to slb``).
+    and no Ingresses (ask for them with ``--to svc``, ``--to slb``, ``--to ingress``).
     """
     return _resolve(plan, selectors, "to", services=True)
 
@@ -583,7 +699,7 @@ def _split(items: Iterable[str]) -> list[str]:
 
 
 def _is_name_or_kind(text: str) -> bool:
-    return "/" in text or text in (POD_KIND, ECS_KIND, SVC_KIND, SLB_KIND, INTERNET)
+    return "/" in text or text in (POD_KIND, ECS_KIND, SVC_KIND, SLB_KIND, INGRESS_KIND, INTERNET)
 
 
 def _resolve_one(index: EndpointIndex, item: str, role: Role, services: bool) -> list[Destination]:
@@ -603,6 +719,13 @@ def _resolve_one(index: EndpointIndex, item: str, role: Role, services: bool) ->
                 "instances and the internet"
             )
         return _slbs_named(index, item, flag)
+    if item == INGRESS_KIND or item.startswith(INGRESS_PREFIX):
+        if not services:
+            raise UnsupportedEndpoint(
+                f"{flag} {item}: an Ingress is a destination only (--to); requests start at pods, "
+                "instances and the internet"
+            )
+        return _ingresses_named(index, item, flag)
     if item == INTERNET:
         if role != "from":
             raise UnsupportedEndpoint(
@@ -649,6 +772,20 @@ def _slbs_named(index: EndpointIndex, item: str, flag: str) -> list[Destination]
         raise NotFound(
             f"{flag} {item}: no SLB named {item[len(SLB_PREFIX) :]!r} (names are slb/NAME for a "
             "LoadBalancer, slb/NS/NAME for a Service's)"
+        )
+    return [found]
+
+
+def _ingresses_named(index: EndpointIndex, item: str, flag: str) -> list[Destination]:
+    if item == INGRESS_KIND:
+        if not index.ingresses:
+            raise NotFound(f"{flag} ingress: there is no Ingress of class nginx")
+        return list(index.ingresses.values())
+    found = index.ingresses.get(item)
+    if found is None:
+        raise NotFound(
+            f"{flag} {item}: no Ingress of class nginx named {item[len(INGRESS_PREFIX) :]!r} "
+            "(names are ingress/NS/NAME)"
         )
     return [found]
 

@@ -73,6 +73,7 @@ from acknet.analysis.endpoints import (
     Destination,
     Endpoint,
     EniRef,
+    IngressEndpoint,
     ServiceEndpoint,
     ServicePortTarget,
     SlbEndpoint,
@@ -126,16 +127,23 @@ class Hop:
     action: HopAction
     reason: str
     rule: str | None = None
+    # What to show as the action where the four words say too little: an Ingress controller's hop
+    # "route to svc/shop/api:9090", "answer 404 (not found)"; ``action`` still decides ``passes``.
+    shown_action: str | None = None
 
     @property
     def passes(self) -> bool:
         return self.action in ("accept", "forward")
 
+    @property
+    def shown(self) -> str:
+        return self.shown_action or self.action
+
     def __str__(self) -> str:
         return self.reason
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "object": self.object, "rule": self.rule, "action": self.action}
+        return {"at": self.at, "object": self.object, "rule": self.rule, "action": self.shown}
 
 
 VerdictState = Literal["allowed", "partial", "denied"]
@@ -252,6 +260,10 @@ class Reachability:
                     for port, protocol in ports if ports is not None else dst.declared_ports:
                         yield self.slb_verdict(src, dst, port, protocol)
                     continue
+                if isinstance(dst, IngressEndpoint):
+                    for port, protocol in ports if ports is not None else dst.declared_ports:
+                        yield self.ingress_verdict(src, dst, port, protocol)
+                    continue
                 if src.name == dst.name:
                     continue
                 for port, protocol in ports if ports is not None else dst.ports:
@@ -268,6 +280,13 @@ class Reachability:
         from acknet.analysis.slb import slb_verdict
 
         return slb_verdict(self, src, slb, port, protocol)
+
+    def ingress_verdict(self, src: Endpoint, ing: IngressEndpoint, port: int, protocol: Protocol) -> Verdict:
+        """``src`` to an Ingress's requests on ``port``: the SLB, the controller, the rule, each backend
+        (analysis/ingress_reach.py)."""
+        from acknet.analysis.ingress_reach import ingress_verdict
+
+        return ingress_verdict(self, src, ing, port, protocol)
 
     # -- Services -------------------------------------------------------------------------------------
 

@@ -31,11 +31,14 @@ from acknet.analysis.endpoints import (
     Destination,
     Endpoint,
     EndpointIndex,
+    IngressEndpoint,
     ServiceEndpoint,
     SlbEndpoint,
     resolve,
     resolve_destinations,
 )
+from acknet.analysis.ingress import IngressRequest, find_server, request_host
+from acknet.analysis.ingress_reach import ingress_paths, verdict_of
 from acknet.analysis.policy import PolicyDecision
 from acknet.analysis.reachability import (
     FLANNEL_VXLAN_PORT,
@@ -52,13 +55,14 @@ from acknet.analysis.security_group import (
     group_members,
 )
 from acknet.analysis.slb import slb_fix, slb_legs
+from acknet.controllers.ingress import DEFAULT_SERVER
 from acknet.controllers.state import Plan, PlannedPod, Protocol
-from acknet.errors import AcknetError
+from acknet.errors import AcknetError, NotFound
 from acknet.model.cloud import SecurityGroup, SecurityGroupRule
 from acknet.model.k8s import NetworkPolicy
 
 Direction = Literal["ingress", "egress"]
-_D = TypeVar("_D", bound=Endpoint | ServiceEndpoint | SlbEndpoint)
+_D = TypeVar("_D", bound=Endpoint | ServiceEndpoint | SlbEndpoint | IngressEndpoint)
 
 # Labels a controller stamps on one generation of pods: a policy that names them would stop
 # selecting the pods after the next rollout.
@@ -66,6 +70,9 @@ _GENERATION_LABELS = frozenset(
     {"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name"}
 )
 _TARGET = re.compile(r"^(?P<name>.+?):(?P<port>\d{1,5}(?:/[A-Za-z]+)?)$")
+_URL = re.compile(
+    r"^(?P<scheme>https?)://(?P<host>[^/:?#]*)(?::(?P<port>\d{1,5}))?(?P<path>[^#]*)$", re.IGNORECASE
+)
 _TUNNEL_PREFIX = "reply tunnelled back: "
 
 
@@ -189,7 +196,14 @@ def _hop_json(hop: Hop) -> dict[str, Any]:
 
 
 def parse_target(text: str) -> tuple[str, PortSpec | None]:
-    """``DST[:PORT[/PROTO]]`` -> (DST, port or None). Names and label values never hold ``:``."""
+    """``DST[:PORT[/PROTO]]`` -> (DST, port or None). Names and label values never hold ``:``.
+
+    DST may also be a URL, ``http://HOST[:PORT]/PATH`` or ``https://...``: a request through the
+    NGINX Ingress controller, on the URL's port (80 for http, 443 for https by default)."""
+    url = parse_url(text)
+    if url is not None:
+        scheme, host, port, path = url
+        return f"{scheme}://{host}{'' if port == _DEFAULT_PORT[scheme] else f':{port}'}{path}", (port, "TCP")
     match = _TARGET.match(text.strip())
     if match is None:
         if ":" in text:
@@ -198,6 +212,47 @@ def parse_target(text: str) -> tuple[str, PortSpec | None]:
             )
         return text.strip(), None
     return match.group("name"), parse_port(match.group("port"))
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+def parse_url(text: str) -> tuple[str, str, int, str] | None:
+    """``http(s)://HOST[:PORT]/PATH`` -> (scheme, host, port, path); None for anything that is not a
+    URL; ``ValueError`` for a URL acknet cannot send (no host, a port out of range)."""
+    stripped = text.strip()
+    if not stripped.lower().startswith(("http://", "https://")):
+        return None
+    match = _URL.match(stripped)
+    if match is None or not match.group("host"):
+        raise ValueError(
+            f"{text!r}: expected a URL like https://shop.example.com/api or http://HOST:PORT/PATH"
+        )
+    scheme = match.group("scheme").lower()
+    port = int(match.group("port") or _DEFAULT_PORT[scheme])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is outside 1-65535")
+    path = match.group("path") or "/"
+    if not path.startswith("/"):
+        path = "/" + path  # "http://host?q" has an empty path
+    return scheme, match.group("host").lower(), port, path
+
+
+def url_endpoint(
+    index: EndpointIndex, text: str, scheme: str, host: str, port: int, path: str
+) -> IngressEndpoint:
+    """A URL as one request to the Ingress controller of the cluster that serves its host: the one
+    with a rule for the host (exact, then wildcard), else the one whose nginx-ingress-lb VIP the
+    host is, else the first cluster's. (``probe`` sends the same request for ``trace --live``.)"""
+    fronts = list(index.ingress_fronts.values())
+    if not fronts:
+        raise NotFound(f"DST {text}: no cluster runs the NGINX Ingress controller")
+    name = request_host(host)
+    front = next((f for f in fronts if find_server(f.routes, name).host != DEFAULT_SERVER), None)
+    if front is None:
+        front = next((f for f in fronts if f.slb is not None and str(f.slb.lb.address) == name), fronts[0])
+    request = IngressRequest("https" if scheme == "https" else "http", host, path)
+    return dataclasses.replace(front, name=text.strip(), requests=(request,), url=text.strip(), url_port=port)
 
 
 # -- tracing --------------------------------------------------------------------------------------
@@ -238,8 +293,15 @@ class Tracer:
         return _one(resolve(self.index, [text], "from"), text, "SRC")
 
     def destination(self, text: str) -> Destination:
-        """DST: as SRC, or a Service (``svc/NS/NAME``), or an SLB (``slb/NAME``, ``slb/NS/NAME``)."""
+        """DST: as SRC, or a Service (``svc/NS/NAME``), an SLB (``slb/NAME``, ``slb/NS/NAME``), an
+        Ingress (``ingress/NS/NAME``) or a URL (one request through the Ingress controller)."""
+        url = parse_url(text)
+        if url is not None:
+            return self._url(text, *url)
         return _one(resolve_destinations(self.index, [text]), text, "DST")
+
+    def _url(self, text: str, scheme: str, host: str, port: int, path: str) -> IngressEndpoint:
+        return url_endpoint(self.index, text, scheme, host, port, path)
 
     @staticmethod
     def ports(dst: Destination, wanted: PortSpec | None) -> list[PortSpec]:
@@ -313,6 +375,8 @@ class Tracer:
             return Trace(verdict, tuple(branches), tuple(head))
         if isinstance(dst, SlbEndpoint):
             return self._slb_trace(src, dst, port, protocol)
+        if isinstance(dst, IngressEndpoint):
+            return self._ingress_trace(src, dst, port, protocol)
         if src.name == dst.name:
             raise ValueError(f"SRC and DST are the same endpoint ({src.name})")
         verdict = self.reach.verdict(src, dst, port, protocol)
@@ -344,6 +408,26 @@ class Tracer:
         if not paths and not verdict.allowed:
             branches = [self._branch(slb.name, False, verdict.hops, legs, None, slb)]
         return Trace(verdict, tuple(branches), tuple(head))
+
+    def _ingress_trace(self, src: Endpoint, ing: IngressEndpoint, port: int, protocol: Protocol) -> Trace:
+        """Through the Ingress controller: one branch per path of each request (its SLB path to a
+        controller pod, the Ingress rule, NGINX's connection to one backend pod)."""
+        head, paths = ingress_paths(self.reach, src, ing, port, protocol)
+        verdict = verdict_of(src, ing, port, protocol, head, paths)
+        slb = ing.slb
+        legs = [_Leg(a, b, p, proto) for a, b, p, proto in slb_legs(src, slb, port, protocol)] if slb else []
+        for p in paths:
+            if p.controller is not None and p.backend is not None and p.decision is not None:
+                ip_port = next((pp for ip, pp in p.decision.upstreams if ip == p.backend.ip), port)
+                legs.append(_Leg(p.controller, p.backend, ip_port, "TCP"))
+        legs.extend(self._tunnel_legs([leg.dst for leg in legs if leg.dst.kind != "internet"]))
+        branches = [
+            self._branch(p.verdict.destination, p.verdict.allowed, p.verdict.hops, legs, None, slb)
+            for p in paths
+        ]
+        if not paths and not verdict.allowed:
+            branches = [self._branch(ing.name, False, verdict.hops, legs, None, slb)]
+        return Trace(verdict, tuple(branches), tuple(head) if paths else ())
 
     def _service_legs(self, src: Endpoint, svc: ServiceEndpoint, port: int, protocol: str) -> list[_Leg]:
         target = svc.port(port, protocol)
@@ -393,6 +477,10 @@ class Tracer:
             fix = slb_fix(hop, slb)
             if fix is not None:
                 return Suggestion(hop.at, fix[0], fix[1])
+        if hop.at.startswith("ingress controller ") or (
+            hop.object.startswith("Ingress ") and hop.at.startswith("ingress/")
+        ):
+            return _ingress(hop)
         if hop.object == "listener":
             return self._listener(hop, svc)
         if hop.object.startswith("security group"):
@@ -698,6 +786,12 @@ def _service(hop: Hop, svc: ServiceEndpoint) -> Suggestion | None:
     else:
         return None
     return Suggestion(hop.at, what, change)
+
+
+def _ingress(hop: Hop) -> Suggestion:
+    """NGINX answered itself (308, 404, 403, 503), or the Ingress is not served: the decision's own
+    sentence says what would change it (a rule or host to add, the whitelist, the ready endpoints)."""
+    return Suggestion(hop.at, hop.object, hop.reason)
 
 
 def _route(hop: Hop) -> Suggestion:

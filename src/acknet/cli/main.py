@@ -164,7 +164,11 @@ def down(name: Name = "acknet", state: State = None) -> None:
 
 Selectors = Annotated[
     list[str] | None,
-    typer.Option(help="NS/POD, ecs/NAME, a kind (pods, ecs) or labels (app=web,tier!=db); repeatable."),
+    typer.Option(
+        help="NS/POD, ecs/NAME, svc/NS/NAME, slb/NAME, ingress/NS/NAME (--to only: the requests that "
+        "exercise its rules, through the Ingress controller), a kind (pods, ecs, svc, slb, ingress) or "
+        "labels (app=web,tier!=db); repeatable."
+    ),
 ]
 Ports = Annotated[
     list[str] | None, typer.Option("--port", help="PORT or PORT/PROTO (80, 53/udp); repeatable.")

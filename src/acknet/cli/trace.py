@@ -30,7 +30,10 @@ drop the change that would let it through.
 
 SRC and DST are NS/POD, ecs/NAME or a label selector matching exactly one endpoint; SRC may also be
 internet (a client at 203.0.113.1); DST may also be svc/NS/NAME, traced through every backend, or
-slb/NAME / slb/NS/NAME, traced through the listener and every backend server of its group. Without
+slb/NAME / slb/NS/NAME, traced through the listener and every backend server of its group, or
+ingress/NS/NAME, or a URL (http://HOST[:PORT]/PATH, https://...): a request through the NGINX Ingress
+controller's SLB (kube-system/nginx-ingress-lb), the controller pod, the Ingress rule that matches (or
+NGINX's own 308/404/403/503) and every backend pod of the rule's Service. Without
 :PORT each port DST declares is traced (text); -o json prints one trace, so it needs :PORT when DST
 declares several ports. JSON:
 {"verdict": "allowed"|"dropped", "hops": [{"at", "object", "rule", "action", "reason"}, ...], "from",
@@ -108,7 +111,8 @@ def run_trace(
 
 
 def probe_live(name: str, state: Path | None, trace: Trace) -> dict[str, Any]:
-    """The same connection as real packets (``acknet probe --from SRC --to DST --port P``)."""
+    """The same connection as real packets (``acknet probe --from SRC --to DST --port P``); for a URL,
+    that HTTP request through the Ingress controller's SLB (the daemon reads the URL as trace does)."""
     from acknet.cli.live import running_api
 
     v = trace.verdict
@@ -157,13 +161,15 @@ def render_text(trace: Trace, live: dict[str, Any] | None = None) -> str:
     if live is not None:
         agrees = "agrees" if live["agrees"] else "DISAGREES"
         word = "partial" if live.get("partial") else live["verdict"]
-        line = f"live: a real packet was {word}: {agrees} with the trace"
+        # Through an Ingress the probe sends HTTP requests (a URL's, or the rules' sample requests).
+        what = "request" if v.destination.startswith(("ingress/", "http://", "https://")) else "packet"
+        line = f"live: a real {what} was {word}: {agrees} with the trace"
         lines.append(line)
     return "\n".join(lines)
 
 
 def _hop_lines(rows: Sequence[tuple[str, Any]], indent: str) -> list[str]:
-    cells = [(n, h.action, h.at, h.object, h.rule or "-", h.reason) for n, h in rows]
+    cells = [(n, h.shown, h.at, h.object, h.rule or "-", h.reason) for n, h in rows]
     if not cells:
         return []
     widths = [max(len(c[i]) for c in cells) for i in range(5)]
@@ -180,4 +186,4 @@ def _verdict_line(trace: Trace) -> str:
         return "verdict: allowed"
     last = v.hops[-1]
     rule = f" {last.rule}" if last.rule else ""
-    return f"verdict: dropped: {last.action} at {last.at} by {last.object}{rule}"
+    return f"verdict: dropped: {last.shown} at {last.at} by {last.object}{rule}"

@@ -4,7 +4,8 @@ The emulation's own files (its latest revision, from the daemon's ``GET /sources
 checked as ``acknet check`` would; the daemon probes the same pairs with real packets; every pair,
 port and protocol is compared, first between every pod and ECS instance (nodes included, on each
 destination's declared ports), then from each of them towards every Service, and towards every SLB
-(its listener ports) from each of them and from the Internet. A pair one side has and the other not
+(its listener ports) and every Ingress (its sample requests through the controller's SLB) from each of
+them and from the Internet. A pair one side has and the other not
 is a disagreement too.
 
 Check answers from the files: a pod that failed its readiness probe, or one replaced after
@@ -80,6 +81,8 @@ def run_verify(name: str, state: Path | None, output: str = "table") -> int:
             selections.append((every, ["svc"]))
         if index.slbs:
             selections.extend([(every, ["slb"]), (["internet"], ["slb"])])
+        if index.ingresses:  # requests through the NGINX Ingress controller's SLB, from inside and out
+            selections.extend([(every, ["ingress"]), (["internet"], ["ingress"])])
         total, disagreements = 0, []
         for frm, to in selections:
             checked = reach.check(resolve(index, frm, "from"), resolve_destinations(index, to), None)

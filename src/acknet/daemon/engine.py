@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
 import traceback
@@ -30,20 +31,27 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from acknet.analysis.endpoints import Endpoint as AnalysisEndpoint
 from acknet.analysis.endpoints import (
+    Destination,
     EndpointIndex,
+    IngressEndpoint,
     ServiceEndpoint,
     SlbEndpoint,
+    SlbListener,
     resolve,
     resolve_destinations,
 )
+from acknet.analysis.endpoints import Endpoint as AnalysisEndpoint
+from acknet.analysis.ingress import IngressRequest, find_location, find_server, normalize_path, route
+from acknet.analysis.ingress_reach import seen_client
 from acknet.analysis.reachability import ATTEMPTS_PER_BACKEND, parse_port
 from acknet.analysis.slb import LAYER7
 from acknet.analysis.slb import candidates as slb_candidates
+from acknet.analysis.trace import parse_url, url_endpoint
 from acknet.controllers.endpoints import with_endpoint_conditions
+from acknet.controllers.ingress import IngressRoutes
 from acknet.controllers.plan import plan as make_plan
 from acknet.controllers.state import Plan, PlannedPod, Protocol
 from acknet.dataplane.apply import builtin_server, nftables, processes
@@ -768,11 +776,18 @@ def probe_jobs(
     """The probes ``acknet probe`` sends: every source to every destination and port, self-pairs left
     out; without ports, each destination's declared ones (DESIGN.md). Built-in TCP ports must also
     answer HTTP, so a connect that lands somewhere else does not count; CoreDNS's port 53 must answer
-    a DNS query. A Service (``svc/NS/NAME``) is probed as a client reaches it: ``_service_jobs``."""
+    a DNS query. A Service (``svc/NS/NAME``) is probed as a client reaches it (``_service_jobs``), an SLB
+    through its listeners (``_slb_jobs``), an Ingress (``ingress/NS/NAME``) by the HTTP requests that
+    exercise its rules, sent through the controller's SLB (``_ingress_jobs``); a URL destination
+    (``https://HOST/PATH``) is that one request."""
     index = EndpointIndex.of(plan)
     pods = {f"{p.namespace}/{p.name}": p for p in plan.pods}
     srcs = resolve(index, list(sources) if sources else None, "from")
-    dsts = resolve_destinations(index, list(destinations) if destinations else None)
+    # A URL (``trace --live SRC URL``) is one request through the Ingress controller, as trace has it.
+    urls = {d: url for d in destinations or () if (url := parse_url(d)) is not None}
+    named = [d for d in destinations or () if d not in urls]
+    dsts: list[Destination] = resolve_destinations(index, named) if named or not urls else []
+    dsts.extend(url_endpoint(index, text, *url) for text, url in urls.items())
     wanted = [parse_port(p) for p in ports] if ports else None
     jobs = []
     for src in srcs:
@@ -785,6 +800,10 @@ def probe_jobs(
             if isinstance(dst, SlbEndpoint):
                 for port, protocol in wanted if wanted is not None else dst.declared_ports:
                     jobs.extend(_slb_jobs(netns, src, dst, port, protocol, pods))
+                continue
+            if isinstance(dst, IngressEndpoint):
+                for port, protocol in wanted if wanted is not None else dst.declared_ports:
+                    jobs.extend(_ingress_jobs(netns, src, dst, port, protocol))
                 continue
             if dst.name == src.name:
                 continue
@@ -920,10 +939,137 @@ def _slb_jobs(
     if target is None:
         return job(2)  # no listener: the instance drops it
     layer7 = target.listener.protocol in LAYER7
+    paths = _slb_paths(src, target)
+    if not paths:
+        return job(2, http=protocol == "TCP")  # handshake only (layer 4) or 503 (layer 7)
+    least = min(p for p, _, _ in paths)
+    attempts = min(400, max(2, round(ATTEMPTS_PER_BACKEND / least))) if len(paths) > 1 else 2
+    complete = all(e is not None for _, e, _ in paths)
+    dns = complete and all(
+        (pod := pods.get(e.name)) is not None and speaks_dns(pod, p) for _, e, p in paths if e is not None
+    )
+    builtin = complete and all(
+        not e.runs_command and e.listens(p, protocol) for _, e, p in paths if e is not None
+    )
+    if layer7:
+        return job(attempts, http=builtin, any_http=not builtin)
+    return job(attempts, http=builtin and protocol == "TCP" and not dns, dns=dns)
+
+
+# What acknet renders for NGINX (dataplane/render/ingress.py, ingress-nginx's ConfigMap defaults):
+# an upstream that does not accept the connection within proxy-connect-timeout is left for the next
+# one (proxy_next_upstream error timeout), at most proxy-next-upstream-tries times in all.
+PROXY_CONNECT_TIMEOUT = 5.0
+PROXY_NEXT_UPSTREAM_TRIES = 3
+_INGRESS_MAX_ATTEMPTS = 64
+
+
+def _ingress_jobs(
+    netns: str, src: AnalysisEndpoint, dst: IngressEndpoint, port: int, protocol: Protocol
+) -> list[ProbeJob]:
+    """Real HTTP(S) requests through the Ingress controller's SLB (the cluster's
+    kube-system/nginx-ingress-lb), labelled with the Ingress and the port, for ``verdicts`` to merge.
+
+    Every client, in the VPC or on the Internet, sends them to the SLB's VIP, where the Ingress hosts'
+    DNS records point. The requests are the Ingress's sample requests of the port (https on 443, http on
+    80) or a URL's; the pods a reply may come from are those the files route the request to
+    (``analysis.ingress.route``, judging whitelist-source-range on the address NGINX sees, as
+    ``check`` does, when it is the same on every path). A request NGINX should
+    answer itself (308, 403, 404, 503) expects no backend, so it fails as ``check`` says it does.
+
+    Attempts: ATTEMPTS_PER_BACKEND per backend of the rule, and per the least likely SLB path to a
+    controller pod. NGINX's round robin is shared by every request in flight (other sources', other
+    rules' to the same upstream), so which backend a request meets is as good as random: the
+    backends are counted over the controller pods together (``observe.probe.verdicts``), while
+    ``check`` judges each controller pod to each backend.
+
+    Timeouts: the connection to the VIP as for an SLB; then, a request whose upstream does not accept
+    the connection goes to the next one after proxy_connect_timeout, up to proxy_next_upstream_tries
+    upstreams, so the reply is awaited for all of them: a backend's answer after the others timed out,
+    or NGINX's own 504 when none answered (an answer, not a timeout, which ``probe_all`` would take for
+    an overloaded host and send again).
+    """
+    slb = dst.slb
+    vip = str(slb.lb.address) if slb is not None and slb.live is None and slb.lb.address is not None else ""
+    listener = slb.listener(port, protocol) if slb is not None else None
+    paths = _slb_paths(src, listener) if listener is not None else []
+    least = min((p for p, _, _ in paths), default=1.0)
+    # The address NGINX sees, when every path shows it the same one (else whitelists stay unjudged).
+    seen = (
+        {seen_client(src, slb, listener, s) for s in slb_candidates(listener)}
+        if slb is not None and listener is not None
+        else set()
+    )
+    client = next(iter(seen)) if len(seen) == 1 else None
+    requests = list(dst.requests_for(port))
+    if not requests and port in (80, 443):
+        # No request of this port's scheme (TLS hosts only, whose plain HTTP is redirected, say): the
+        # Ingress's requests sent that way get what NGINX answers them.
+        scheme: Literal["http", "https"] = "https" if port == 443 else "http"
+        again = {(r.host, r.path): dataclasses.replace(r, scheme=scheme) for r in dst.requests}
+        requests = list(again.values())
+    jobs: list[ProbeJob] = []
+    for request in requests:
+        decision = route(dst.routes, dataclasses.replace(request, client=client))
+        backends: tuple[str, ...] | None = ()
+        if decision.proxied:
+            backends = tuple(f"{ip}:{p}" for ip, p in decision.upstreams)
+            builtin = all(
+                (e := dst.by_ip.get(ip)) is not None and not e.runs_command and e.listens(p, "TCP")
+                for ip, p in decision.upstreams
+            )
+            if not builtin or _canary_draw(dst.routes, request):
+                backends = None  # not every answer names its pod: any answer but NGINX's own counts
+        n = len(backends) if backends else 1
+        tries = min(PROXY_NEXT_UPSTREAM_TRIES, n)
+        attempts = min(
+            _INGRESS_MAX_ATTEMPTS, max(2, ATTEMPTS_PER_BACKEND * n, math.ceil(ATTEMPTS_PER_BACKEND / least))
+        )
+        tls = request.scheme == "https"
+        one = ProbeJob(
+            netns,
+            vip,
+            port,
+            protocol,
+            tls=tls,
+            ingress=True,
+            host=request.host,
+            path=request.path,
+            headers=tuple(sorted(request.headers.items())),
+            backends=backends,
+            timeout=SLB_PROBE_TIMEOUT,
+            reply_timeout=SLB_PROBE_TIMEOUT * (2 if tls else 1) + PROXY_CONNECT_TIMEOUT * tries,
+            source=src.name,
+            target=dst.name,
+            source_ip=str(src.ip),
+            label_port=port,
+        )
+        jobs.extend([one] * (attempts if paths else 2))
+    if not jobs:  # nothing to send (a port that is neither 80 nor 443): no request gets through
+        one = ProbeJob(
+            netns, vip, port, protocol, ingress=True, backends=(), source=src.name, target=dst.name,
+            source_ip=str(src.ip), label_port=port,
+        )  # fmt: skip
+        jobs = [one] * 2
+    return jobs
+
+
+def _canary_draw(routes: IngressRoutes, request: IngressRequest) -> bool:
+    """Whether NGINX draws the backend by canary-weight for ``request`` (the main or the canary's)."""
+    loc = find_location(find_server(routes, request.host), normalize_path(request.path))
+    canary = loc.canary if loc is not None else None
+    return canary is not None and bool(canary.upstream.servers) and 0 < canary.weight < canary.weight_total
+
+
+def _slb_paths(
+    src: AnalysisEndpoint, target: SlbListener
+) -> list[tuple[float, AnalysisEndpoint | None, int]]:
+    """(probability, the endpoint that answers, its port) of every path from ``src`` through the
+    listener: over the backend servers by weight (or in turn), and behind a NodePort over the
+    Service's endpoints; empty when the listener has no backend server to send to."""
     servers = slb_candidates(target)
     if not servers:
-        return job(2, http=protocol == "TCP")  # handshake only (layer 4) or 503 (layer 7)
-    # (probability of the path, the endpoint that answers, its port) of every path.
+        return []
     total = sum(s.backend.weight for s in servers) if target.listener.scheduler != "rr" else len(servers)
     paths: list[tuple[float, AnalysisEndpoint | None, int]] = []
     for server in servers:
@@ -942,18 +1088,7 @@ def _slb_jobs(
                 paths.append((share, None, server.backend.port))
         else:
             paths.append((share, server.endpoint, server.backend.port))
-    least = min(p for p, _, _ in paths)
-    attempts = min(400, max(2, round(ATTEMPTS_PER_BACKEND / least))) if len(paths) > 1 else 2
-    complete = all(e is not None for _, e, _ in paths)
-    dns = complete and all(
-        (pod := pods.get(e.name)) is not None and speaks_dns(pod, p) for _, e, p in paths if e is not None
-    )
-    builtin = complete and all(
-        not e.runs_command and e.listens(p, protocol) for _, e, p in paths if e is not None
-    )
-    if layer7:
-        return job(attempts, http=builtin, any_http=not builtin)
-    return job(attempts, http=builtin and protocol == "TCP" and not dns, dns=dns)
+    return paths
 
 
 def _endpoint_netns(emulation: str, endpoint: AnalysisEndpoint) -> str:

@@ -76,6 +76,9 @@ INGRESS_BUILTIN_ROLE = "nginx-ingress"  # BUILTIN_ANNOTATION value of the contro
 # What the controller pods declare as their command; acknet starts NGINX there itself.
 INGRESS_PLACEHOLDER_COMMAND = ("/usr/sbin/nginx", "-e", "stderr", "-p", "/nonexistent/", "-c", "nginx.conf")
 SYSTEM_NAMESPACES = ("default", "kube-system")
+# The controller's ConfigMap: ACK's nginx-ingress-controller runs with
+# --configmap=$(POD_NAMESPACE)/nginx-configuration (model/ingress_config.py reads it).
+INGRESS_CONFIGMAP = ("kube-system", "nginx-configuration")
 
 # The default cloud for files with Kubernetes objects only (ACK's Terway example network plan).
 DEFAULT_VPC_CIDR = IPv4Network("192.168.0.0/16")

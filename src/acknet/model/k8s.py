@@ -179,6 +179,13 @@ class Secret(KubeResource):
     string_data: dict[str, str] = Field(default_factory=dict, alias="stringData")
 
 
+class ConfigMap(KubeResource):
+    """Only the NGINX Ingress controller's ConfigMap means anything to the network (ingress_config.py)."""
+
+    kind_name: ClassVar[str] = "ConfigMap"
+    data: dict[str, str] = Field(default_factory=dict)
+
+
 class ServiceBackendPort(KubeSchema):
     number: int | None = None
     name: str | None = None

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from acknet.model import defaults
+from acknet.model import defaults, ingress_config
 from acknet.model.base import CloudResource, KubeResource, Resource
 from acknet.model.calico import CalicoNetworkPolicy, GlobalNetworkPolicy, GlobalNetworkSet, NetworkSet
 from acknet.model.cloud import (
@@ -27,6 +27,7 @@ from acknet.model.cloud import (
 from acknet.model.diagnostics import Diagnostic, Origin, error, format_path, warning
 from acknet.model.documents import Document, Source, parse_documents
 from acknet.model.k8s import (
+    ConfigMap,
     Deployment,
     EndpointSlice,
     Ingress,
@@ -53,6 +54,7 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
     ("v1", "Pod"): Pod,
     ("v1", "Service"): Service,
     ("v1", "Secret"): Secret,
+    ("v1", "ConfigMap"): ConfigMap,  # only the NGINX Ingress controller's is kept (_add_kube)
     ("apps/v1", "Deployment"): Deployment,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
     ("networking.k8s.io/v1", "Ingress"): Ingress,
@@ -67,7 +69,6 @@ KINDS: dict[tuple[str, str], type[Resource]] = {
 # Kinds real manifest folders carry that mean nothing to the network: skipped with a warning.
 IGNORED_KINDS = frozenset(
     {
-        "ConfigMap",
         "ServiceAccount",
         "Role",
         "RoleBinding",
@@ -315,6 +316,19 @@ class _Builder:
 
     def _add_kube(self, objs: KubeObjects, obj: KubeResource) -> None:
         key: Any = (obj.namespace, obj.name) if obj.namespaced else obj.name
+        if isinstance(obj, ConfigMap):
+            if key != defaults.INGRESS_CONFIGMAP:
+                ns, name = defaults.INGRESS_CONFIGMAP
+                self.diags.append(
+                    warning(
+                        f"ConfigMap has no effect on the network; skipped (acknet reads only {ns}/{name}, "
+                        "the NGINX Ingress controller's)",
+                        obj.origin,
+                        obj.ref,
+                    )
+                )
+                return
+            self.diags.extend(ingress_config.read(obj)[1])
         tables: dict[type[Resource], dict[Any, Any]] = {
             Namespace: objs.namespaces,
             Pod: objs.pods,
@@ -322,6 +336,7 @@ class _Builder:
             Service: objs.services,
             EndpointSlice: objs.endpoint_slices,
             Secret: objs.secrets,
+            ConfigMap: objs.config_maps,
             Ingress: objs.ingresses,
             IngressClass: objs.ingress_classes,
             NetworkPolicy: objs.network_policies,

@@ -9,6 +9,7 @@ from acknet.model.calico import CalicoNetworkPolicy, GlobalNetworkPolicy, Global
 from acknet.model.cloud import VPC, Cluster, ECSInstance, LoadBalancer, SecurityGroup, VSwitch
 from acknet.model.diagnostics import Diagnostic
 from acknet.model.k8s import (
+    ConfigMap,
     Deployment,
     EndpointSlice,
     Ingress,
@@ -33,6 +34,7 @@ class KubeObjects:
     services: dict[NsName, Service] = field(default_factory=dict)
     endpoint_slices: dict[NsName, EndpointSlice] = field(default_factory=dict)
     secrets: dict[NsName, Secret] = field(default_factory=dict)
+    config_maps: dict[NsName, ConfigMap] = field(default_factory=dict)
     ingresses: dict[NsName, Ingress] = field(default_factory=dict)
     ingress_classes: dict[str, IngressClass] = field(default_factory=dict)
     network_policies: dict[NsName, NetworkPolicy] = field(default_factory=dict)

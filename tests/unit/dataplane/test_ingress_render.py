@@ -18,16 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from acknet.controllers.ingress import check_regex, controller_pods, wildcard_server_name
 from acknet.controllers.plan import plan
 from acknet.controllers.state import Plan
 from acknet.dataplane.apply.nginx import error_line, master_argv
-from acknet.dataplane.render.ingress import (
-    IngressConfig,
-    check_regex,
-    controller_pods,
-    render_ingress,
-    wildcard_server_name,
-)
+from acknet.dataplane.render.ingress import IngressConfig, render_ingress
 from acknet.model.build import build_resources
 from acknet.model.documents import Source
 from acknet.store.files import read_sources

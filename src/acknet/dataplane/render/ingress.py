@@ -1,80 +1,56 @@
-"""The NGINX Ingress controller's nginx.conf, from Ingresses, Services, EndpointSlices and TLS Secrets.
+"""The NGINX Ingress controller's nginx.conf text, from the routes the controller builds.
 
-Pure: one cluster's planned state in, one ``IngressConfig`` out (the nginx.conf text, the certificate
-files it names, which Ingresses it serves and why the others are left out). The same text serves every
-controller pod: every path in it is relative to the pod's own NGINX prefix (``nginx -p``), which
+Pure: ``controllers/ingress.py`` turns one cluster's Ingresses, Services, EndpointSlices and TLS Secrets
+into servers, locations and upstreams (``IngressRoutes``: which Ingresses are served, in what order,
+with which annotations, and why the others are left out); this module only writes them as nginx.conf,
+with the certificate files it names and the owner of every line. The same text serves every controller
+pod: every path in it is relative to the pod's own NGINX prefix (``nginx -p``), which
 dataplane/apply/nginx.py sets to a folder of the emulation's state folder. NGINX does the routing.
 
-The rules are ingress-nginx's (reference/k8s.md 6; kubernetes/ingress-nginx
-internal/ingress/controller/controller.go, location.go, template/template.go, nginx.tmpl), without Lua:
-
-- Ingresses of class ``nginx``: ``spec.ingressClassName`` (an IngressClass of controller
-  ``k8s.io/ingress-nginx``, or ``nginx`` itself, which ACK creates), the legacy annotation
-  ``kubernetes.io/ingress.class``, or no class at all (ACK's controller is the default class).
-  Processed in file order, which stands for creationTimestamp order.
-- One upstream per ``<namespace>-<service>-<port>`` with the Service's ready endpoints (pod address and
-  target port from the EndpointSlices, never the ClusterIP); a backend without any is answered 503.
-- One server per host, sorted by name, after the catch-all ``_`` (the default server: the
-  ``defaultBackend`` of an Ingress without rules, else 404). ``*.example.com`` becomes ingress-nginx's
-  regex that matches exactly one more label. Every server starts with a ``/`` location on the default
-  backend (the Ingress's ``defaultBackend`` when it has one).
-- Paths: ``ImplementationSpecific`` is ``Prefix``; the same path and type from a later Ingress is
-  ignored; ``Exact`` is ``location = "/p"``; ``Prefix`` ``/p`` becomes ``location "/p/"`` plus
-  ``location = "/p"`` (unless an Exact one exists), so it matches whole path elements. A server with
-  any ``use-regex`` or ``rewrite-target`` location gets every location as ``location ~* "^<path>"``.
-  Locations are sorted by path, descending, then by length, descending (NGINX takes the first
-  matching regex in file order).
-- TLS per host from ``kubernetes.io/tls`` Secrets of the Ingress's namespace (SNI through
-  ``server_name``); hosts without a certificate get the controller's default (fake) one.
-- Redirect to HTTPS with 308 where a host has TLS (``ssl-redirect``, default true) or where
-  ``force-ssl-redirect`` says so; ``/.well-known/acme-challenge`` is exempt; the Location has no port
-  and no trailing slash (lua_ingress.lua).
-- Annotations (``nginx.ingress.kubernetes.io/``): rewrite-target, use-regex, ssl-redirect,
-  force-ssl-redirect, whitelist-source-range, canary with canary-weight and canary-by-header
-  (-value), backend-protocol, proxy-body-size.
-
-An Ingress that cannot be served as written (a Service, port or Secret missing, a regex NGINX cannot
-compile, an annotation value out of range) is left out whole and reported; the others are served.
+How each location is written follows ingress-nginx's nginx.tmpl (without Lua): ``location = "/p"`` for
+Exact, ``location "/p/"`` for Prefix, ``location ~* "^/p"`` in a regex server; the 308 to https as an
+``if`` on ``$redirect_to_https``; ``allow``/``deny`` for whitelist-source-range; ``return 404`` for the
+default backend and ``return 503`` for a backend without ready endpoints; canaries as ``map`` and
+``split_clients`` on the request id and the canary header.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
-import hashlib
-import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-from acknet.controllers.state import Plan, PlannedPod, PlannedService
-from acknet.model import defaults
-from acknet.model.k8s import Ingress, IngressBackend, Secret
+from acknet.controllers.ingress import (
+    DEFAULT_CERT,
+    DEFAULT_SERVER,
+    HEALTH_PORT,
+    HTTP_REDIRECT_CODE,
+    IngressProblem,
+    IngressRoutes,
+    Location,
+    Server,
+    Upstream,
+    check_regex,
+    controller_pods,
+    ingress_routes,
+    is_nginx_class,
+    wildcard_server_name,
+)
+from acknet.controllers.state import Plan
+from acknet.model.ingress_config import DEFAULT as DEFAULT_CONFIG
+from acknet.model.ingress_config import IngressNginxConfig, controller_config
 from acknet.model.resources import KubeObjects
 
-ANNOTATION = "nginx.ingress.kubernetes.io/"
-DEFAULT_SERVER = "_"
-HEALTH_PORT = 10254  # ingress-nginx's /healthz and metrics port
-DEFAULT_CERT = "default.pem"  # the controller's own certificate, made at run time (apply/nginx.py)
-ACME_EXEMPT = "/.well-known/acme-challenge"  # no-tls-redirect-locations default
-PROXY_BODY_SIZE = "1m"  # ingress-nginx ConfigMap default
-HTTP_REDIRECT_CODE = 308
-BACKEND_PROTOCOLS = ("HTTP", "HTTPS", "GRPC", "GRPCS", "FCGI")
-_BODY_SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
-
-PathType = Literal["Exact", "Prefix"]
-
-
-@dataclass(frozen=True, slots=True)
-class IngressProblem:
-    """Why an Ingress is not served: ``reason`` is a CamelCase word, ``message`` says it in full."""
-
-    ingress: str  # "namespace/name"
-    reason: str
-    message: str
+# Re-exported: the data plane, the daemon and the tests import these from here too.
+__all__ = [
+    "DEFAULT_CERT",
+    "IngressConfig",
+    "IngressProblem",
+    "check_regex",
+    "controller_pods",
+    "is_nginx_class",
+    "render_ingress",
+    "wildcard_server_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,440 +68,6 @@ class IngressConfig:
 
     def owner_of_line(self, line: int) -> str | None:
         return self.line_owners[line - 1] if 0 < line <= len(self.line_owners) else None
-
-
-class Skip(Exception):
-    """An Ingress that cannot be served: carries its reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    name: str
-    servers: tuple[str, ...]  # "ip:port", sorted
-
-
-@dataclass(slots=True)
-class Canary:
-    upstream: Upstream
-    weight: int
-    weight_total: int
-    header: str | None
-    header_value: str | None
-
-
-@dataclass(slots=True)
-class Location:
-    path: str
-    path_type: PathType
-    ingress: str | None  # None: the server's default location
-    upstream: Upstream | None  # None: the default backend (404)
-    service: str = ""
-    port: str = ""
-    rewrite_target: str | None = None
-    use_regex: bool = False
-    ssl_redirect: bool = True
-    force_ssl_redirect: bool = False
-    allow: tuple[str, ...] = ()
-    protocol: str = "HTTP"
-    body_size: str | None = None
-    canary: Canary | None = None
-    default: bool = False  # the root location every server starts with
-
-    @property
-    def needs_rewrite(self) -> bool:
-        return bool(self.rewrite_target) and self.rewrite_target != self.path
-
-
-@dataclass(slots=True)
-class Server:
-    host: str
-    locations: list[Location]
-    certificate: str | None = None  # file name, relative to the prefix
-    tls_ingress: str | None = None
-
-
-# -- which Ingresses are ours -------------------------------------------------------------------------
-
-
-def is_nginx_class(ing: Ingress, objs: KubeObjects) -> bool:
-    """Whether the NGINX Ingress controller serves this Ingress (its class, see the module docstring)."""
-    name = ing.spec.ingress_class_name or ing.metadata.annotations.get(defaults.INGRESS_CLASS_ANNOTATION)
-    if not name:
-        return True
-    cls = objs.ingress_classes.get(name)
-    if cls is not None:
-        return cls.spec.controller == defaults.INGRESS_CONTROLLER_NAME
-    return name == defaults.INGRESS_CLASS
-
-
-def controller_pods(plan: Plan, cluster: str) -> list[PlannedPod]:
-    """The running pods of the cluster's NGINX Ingress controller (the add-on's Deployment)."""
-    return [
-        p
-        for p in plan.pods
-        if p.cluster == cluster
-        and p.phase == "Running"
-        and p.ip is not None
-        and p.annotations.get(defaults.BUILTIN_ANNOTATION) == defaults.INGRESS_BUILTIN_ROLE
-    ]
-
-
-# -- annotations ---------------------------------------------------------------------------------------
-
-
-def _annotation(ing: Ingress, key: str) -> str | None:
-    return ing.metadata.annotations.get(ANNOTATION + key)
-
-
-def _flag(ing: Ingress, key: str, default: bool) -> bool:
-    value = _annotation(ing, key)
-    if value is None:
-        return default
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise Skip("InvalidAnnotation", f"{ANNOTATION}{key}: {value!r} is not true or false")
-
-
-def _int(ing: Ingress, key: str, default: int, low: int, high: int | None = None) -> int:
-    value = _annotation(ing, key)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if number < low or (high is not None and number > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise Skip("InvalidAnnotation", f"{ANNOTATION}{key}: {value!r} is not a whole number {bound}")
-    return number
-
-
-def _source_ranges(ing: Ingress) -> tuple[str, ...]:
-    value = _annotation(ing, "whitelist-source-range") or _annotation(ing, "allowlist-source-range")
-    if not value:
-        return ()
-    out = []
-    for part in value.split(","):
-        text = part.strip()
-        if not text:
-            continue
-        try:
-            out.append(str(ipaddress.ip_network(text, strict=False)))
-        except ValueError as exc:
-            raise Skip(
-                "InvalidAnnotation", f"{ANNOTATION}whitelist-source-range: {text!r} is not a CIDR"
-            ) from exc
-    return tuple(out)
-
-
-def check_regex(pattern: str) -> str | None:
-    """Why NGINX could not compile ``pattern`` (PCRE, case-insensitive), as far as Python's ``re`` can
-    tell; None when it compiles. ``nginx -t`` has the last word (apply/nginx.py)."""
-    try:
-        re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        return str(exc)
-    if '"' in pattern or ("{" in pattern and "}" not in pattern):
-        return "a double quote or an unbalanced brace cannot be written into nginx.conf"
-    if any(c.isspace() for c in pattern) or ";" in pattern:
-        return "whitespace and ';' cannot be written into a location"
-    return None
-
-
-# -- backends -----------------------------------------------------------------------------------------
-
-
-def _ready_servers(plan: Plan, cluster: str, svc: PlannedService, port_name: str | None) -> tuple[str, ...]:
-    """``ip:port`` of the Service port's ready endpoints (EndpointSlices: ready and not terminating)."""
-    found: set[str] = set()
-    for sl in plan.endpoint_slices:
-        if sl.cluster != cluster or sl.namespace != svc.namespace or sl.service != svc.name:
-            continue
-        ports = [p for p in sl.ports if p.protocol == "TCP" and p.name == port_name]
-        for p in ports:
-            for ep in sl.endpoints:
-                if ep.ready and not ep.terminating:
-                    found.add(f"{ep.ip}:{p.port}")
-    return tuple(sorted(found, key=_address_key))
-
-
-def _address_key(text: str) -> tuple[int, int]:
-    ip, _, port = text.rpartition(":")
-    return int(ipaddress.IPv4Address(ip)), int(port)
-
-
-class _Backends:
-    def __init__(self, plan: Plan, cluster: str) -> None:
-        self.plan = plan
-        self.cluster = cluster
-        self.services = {(s.namespace, s.name): s for s in plan.services if s.cluster == cluster}
-        self.upstreams: dict[str, Upstream] = {}
-
-    def resolve(self, namespace: str, backend: IngressBackend, where: str) -> tuple[Upstream, str, str]:
-        """(upstream, service name, port) of an Ingress backend; Skip when it cannot be served."""
-        ref = backend.service
-        if ref is None:
-            raise Skip("MissingService", f"{where}: only Service backends are served")
-        svc = self.services.get((namespace, ref.name))
-        if svc is None:
-            raise Skip("MissingService", f"{where}: Service {namespace}/{ref.name} does not exist")
-        port = next(
-            (
-                p
-                for p in svc.ports
-                if p.protocol == "TCP"
-                and (p.port == ref.port.number if ref.port.number is not None else p.name == ref.port.name)
-            ),
-            None,
-        )
-        wanted = ref.port.number if ref.port.number is not None else ref.port.name
-        if port is None:
-            raise Skip(
-                "MissingServicePort", f"{where}: Service {namespace}/{ref.name} has no TCP port {wanted}"
-            )
-        name = f"{namespace}-{ref.name}-{wanted}"
-        upstream = Upstream(name, _ready_servers(self.plan, self.cluster, svc, port.name))
-        self.upstreams[name] = upstream
-        return upstream, ref.name, str(wanted)
-
-
-# -- TLS ----------------------------------------------------------------------------------------------
-
-
-def _secret_text(secret: Secret, key: str) -> str | None:
-    if key in secret.string_data:
-        return secret.string_data[key]
-    value = secret.data.get(key)
-    if value is None:
-        return None
-    try:
-        return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def certificate_file(cert: str, key: str) -> tuple[str, str]:
-    """(file name, content): certificate and key in one PEM file named by its content, so a new
-    certificate never overwrites the one a running NGINX was started with."""
-    content = cert.rstrip("\n") + "\n" + key.rstrip("\n") + "\n"
-    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
-    return f"certs/{digest}.pem", content
-
-
-def _tls_secret(objs: KubeObjects, namespace: str, name: str) -> tuple[str, str]:
-    secret = objs.secrets.get((namespace, name))
-    if secret is None:
-        raise Skip("MissingSecret", f"TLS Secret {namespace}/{name} does not exist")
-    if secret.type != "kubernetes.io/tls":
-        raise Skip(
-            "InvalidSecret", f"Secret {namespace}/{name} is of type {secret.type}, not kubernetes.io/tls"
-        )
-    cert, key = _secret_text(secret, "tls.crt"), _secret_text(secret, "tls.key")
-    if not cert or "BEGIN CERTIFICATE" not in cert or not key or "PRIVATE KEY" not in key:
-        raise Skip("InvalidSecret", f"Secret {namespace}/{name} lacks a PEM tls.crt and tls.key")
-    return certificate_file(cert, key)
-
-
-# -- the Ingress -> servers and locations --------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Parsed:
-    """One Ingress, checked whole before anything of it enters the configuration."""
-
-    ref: str
-    ingress: Ingress
-    canary: bool
-    default_upstream: Upstream | None
-    default_service: tuple[str, str]
-    rules: list[tuple[str, list[Location]]]
-    tls: dict[str, str]  # host -> certificate file
-    files: dict[str, str]
-
-
-def _parse(ing: Ingress, objs: KubeObjects, backends: _Backends) -> _Parsed:
-    ref = f"{ing.namespace}/{ing.name}"
-    canary = _flag(ing, "canary", False)
-    rewrite = _annotation(ing, "rewrite-target")
-    use_regex = _flag(ing, "use-regex", False)
-    protocol = (_annotation(ing, "backend-protocol") or "HTTP").upper()
-    if protocol not in BACKEND_PROTOCOLS:
-        raise Skip(
-            "InvalidAnnotation",
-            f"{ANNOTATION}backend-protocol: {protocol!r} is not one of {', '.join(BACKEND_PROTOCOLS)}",
-        )
-    body_size = _annotation(ing, "proxy-body-size")
-    if body_size is not None and not _BODY_SIZE.match(body_size):
-        raise Skip("InvalidAnnotation", f"{ANNOTATION}proxy-body-size: {body_size!r} is not a size like 8m")
-    if rewrite is not None and (any(c.isspace() for c in rewrite) or '"' in rewrite or ";" in rewrite):
-        raise Skip(
-            "InvalidAnnotation", f"{ANNOTATION}rewrite-target: {rewrite!r} cannot be written into nginx.conf"
-        )
-    common = {
-        "rewrite_target": rewrite,
-        "use_regex": use_regex,
-        "ssl_redirect": _flag(ing, "ssl-redirect", True),
-        "force_ssl_redirect": _flag(ing, "force-ssl-redirect", False),
-        "allow": _source_ranges(ing),
-        "protocol": protocol,
-        "body_size": body_size,
-    }
-    default_upstream = None
-    default_service = ("", "")
-    if ing.spec.default_backend is not None:
-        default_upstream, svc, port = backends.resolve(
-            ing.namespace or "default", ing.spec.default_backend, "spec.defaultBackend"
-        )
-        default_service = (svc, port)
-    rules: list[tuple[str, list[Location]]] = []
-    for i, rule in enumerate(ing.spec.rules):
-        host = (rule.host or DEFAULT_SERVER).lower()
-        if host != DEFAULT_SERVER and not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host):
-            raise Skip("InvalidHost", f"spec.rules[{i}].host: {rule.host!r} is not a DNS name")
-        locations = []
-        for j, path in enumerate(rule.http.paths if rule.http else []):
-            where = f"spec.rules[{i}].http.paths[{j}]"
-            upstream, svc, port = backends.resolve(
-                ing.namespace or "default", path.backend, f"{where}.backend"
-            )
-            text = path.path or "/"
-            path_type: PathType = "Exact" if path.path_type == "Exact" else "Prefix"
-            regex = use_regex or (rewrite is not None and rewrite != text)
-            problem = check_regex(text) if regex else None
-            if problem is None and not regex and any(c.isspace() or c in '";{}' for c in text):
-                problem = "whitespace, quotes, braces and ';' cannot be written into a location"
-            if problem is not None:
-                raise Skip("InvalidPath", f"{where}.path: {text!r}: {problem}")
-            locations.append(
-                Location(text, path_type, ref, upstream, svc, port, **common)  # type: ignore[arg-type]
-            )
-        rules.append((host, locations))
-    tls: dict[str, str] = {}
-    files: dict[str, str] = {}
-    for tls_entry in ing.spec.tls:
-        if not tls_entry.secret_name:
-            continue  # ingress-nginx serves its default certificate for these hosts
-        name, content = _tls_secret(objs, ing.namespace or "default", tls_entry.secret_name)
-        files[name] = content
-        for host in tls_entry.hosts:
-            tls.setdefault(host.lower(), name)
-    return _Parsed(ref, ing, canary, default_upstream, default_service, rules, tls, files)
-
-
-def _canary_of(ing: Ingress, upstream: Upstream) -> Canary:
-    header = _annotation(ing, "canary-by-header")
-    if header is not None and not _HEADER_NAME.match(header):
-        raise Skip("InvalidAnnotation", f"{ANNOTATION}canary-by-header: {header!r} is not a header name")
-    value = _annotation(ing, "canary-by-header-value")
-    if value is not None and (not value or any(c in value for c in '"\\;{}') or value != value.strip()):
-        raise Skip("InvalidAnnotation", f"{ANNOTATION}canary-by-header-value: {value!r} cannot be matched")
-    total = _int(ing, "canary-weight-total", 100, 1)
-    weight = _int(ing, "canary-weight", 0, 0, total)
-    return Canary(upstream, weight, total, header, value)
-
-
-class _Builder:
-    def __init__(self, plan: Plan, cluster: str, objs: KubeObjects) -> None:
-        self.objs = objs
-        self.backends = _Backends(plan, cluster)
-        self.servers: dict[str, Server] = {
-            DEFAULT_SERVER: Server(DEFAULT_SERVER, [Location("/", "Prefix", None, None, default=True)])
-        }
-        self.files: dict[str, str] = {}
-        self.served: list[str] = []
-        self.problems: list[IngressProblem] = []
-
-    def add(self, parsed: _Parsed) -> None:
-        """Adds a checked Ingress (ingress-nginx createServers + getBackendServers)."""
-        ing = parsed.ingress
-        if parsed.canary:
-            self._add_canary(parsed)
-            return
-        catch_all = self.servers[DEFAULT_SERVER].locations[0]
-        if parsed.default_upstream is not None and not ing.spec.rules and catch_all.default:
-            catch_all.upstream = parsed.default_upstream
-            catch_all.ingress = parsed.ref
-            catch_all.service, catch_all.port = parsed.default_service
-        for host, _ in parsed.rules:
-            if host not in self.servers:
-                root = Location("/", "Prefix", None, parsed.default_upstream, default=True)
-                if parsed.default_upstream is not None:
-                    root.ingress = parsed.ref
-                    root.service, root.port = parsed.default_service
-                self.servers[host] = Server(host, [root])
-        for host, locations in parsed.rules:
-            server = self.servers[host]
-            for loc in locations:
-                same = next(
-                    (x for x in server.locations if x.path == loc.path and x.path_type == loc.path_type), None
-                )
-                if same is None:
-                    server.locations.append(loc)
-                elif same.default:  # the rule's own "/" replaces the default root location
-                    server.locations[server.locations.index(same)] = loc
-                # else: first one wins (an earlier Ingress has this path and type)
-        for host, name in parsed.tls.items():
-            tls_server = self.servers.get(host)
-            if tls_server is not None and tls_server.certificate is None and host != DEFAULT_SERVER:
-                tls_server.certificate = name
-                tls_server.tls_ingress = parsed.ref
-                self.files[name] = parsed.files[name]
-        self.served.append(parsed.ref)
-
-    def _add_canary(self, parsed: _Parsed) -> None:
-        """A canary Ingress adds its backend to the same host and path of a main Ingress; alone it
-        serves nothing (ingress-nginx mergeAlternativeBackends)."""
-        canary_found = False
-        for host, locations in parsed.rules:
-            server = self.servers.get(host)
-            for loc in locations:
-                main = next(
-                    (
-                        x
-                        for x in (server.locations if server else [])
-                        if x.path == loc.path and x.path_type == loc.path_type and not x.default
-                    ),
-                    None,
-                )
-                if main is not None and main.upstream is not None and loc.upstream is not None:
-                    main.canary = _canary_of(parsed.ingress, loc.upstream)
-                    canary_found = True
-        if not canary_found:
-            raise Skip("NoMainIngress", "a canary Ingress needs a main Ingress with the same host and path")
-        self.served.append(parsed.ref)
-
-
-def _order(server: Server) -> list[Location]:
-    """ingress-nginx updateServerLocations, then the two stable sorts of createServers."""
-    exact = {loc.path for loc in server.locations if loc.path_type == "Exact"}
-    out: list[Location] = []
-    for loc in server.locations:
-        if loc.path == "/" or loc.path_type != "Prefix" or loc.needs_rewrite or loc.use_regex:
-            out.append(loc)
-            continue
-        normalized = loc.path if loc.path.endswith("/") else loc.path + "/"
-        if loc.path not in exact:
-            out.append(dataclasses.replace(loc, path_type="Exact"))
-        loc.path = normalized
-        out.append(loc)
-    out.sort(key=lambda x: x.path, reverse=True)
-    out.sort(key=lambda x: len(x.path), reverse=True)
-    return out
-
-
-def _regex_server(server: Server) -> bool:
-    return any(loc.use_regex or loc.needs_rewrite for loc in server.locations)
-
-
-def wildcard_server_name(host: str) -> str:
-    """``*.example.com`` as ingress-nginx writes it: exactly one more label (template.go buildServerName)."""
-    rest = host.removeprefix("*.")
-    return "~^(?<subdomain>[\\w-]+)\\." + rest.replace(".", "\\.") + "$"
 
 
 # -- the text -----------------------------------------------------------------------------------------
@@ -630,6 +172,94 @@ http {
 """
 
 
+# ingress-nginx's ConfigMap use-forwarded-headers (model/ingress_config.py): nginx.tmpl's maps for
+# $pass_access_scheme, $pass_server_port and $best_http_host, which lua_ingress.lua's rewrite sets
+# from X-Forwarded-Proto, -Port and the first X-Forwarded-Host; the redirect and the headers passed to
+# the backends use them; and the realip module takes the client from X-Forwarded-For.
+_PLAIN_HEADERS = """\
+    # What ingress-nginx tells the backends (nginx.tmpl; use-forwarded-headers false).
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Request-ID $req_id;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Port $server_port;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Scheme $scheme;
+"""
+_PLAIN_REDIRECT = """\
+    # The HTTPS redirect: plain HTTP, not an ACME challenge (no-tls-redirect-locations).
+    map "$scheme:$request_uri" $redirect_to_https {
+"""
+_FORWARDED_REDIRECT = """\
+    # The HTTPS redirect: plain HTTP as the proxy in front saw it (X-Forwarded-Proto, else this
+    # connection's scheme), not an ACME challenge (lua_ingress.lua redirect_to_https).
+    map "$pass_access_scheme:$request_uri" $redirect_to_https {
+"""
+
+
+def _forwarded_headers(config: IngressNginxConfig) -> str:
+    xff = "$full_x_forwarded_for" if config.compute_full_forwarded_for else "$remote_addr"
+    lines = [
+        "    # What ingress-nginx tells the backends with use-forwarded-headers (nginx.tmpl): the host,",
+        "    # scheme and port the proxy in front names in X-Forwarded-*, else this connection's.",
+        "    proxy_set_header Host $best_http_host;",
+        "    proxy_set_header X-Request-ID $req_id;",
+        "    proxy_set_header X-Real-IP $remote_addr;",
+        f"    proxy_set_header X-Forwarded-For {xff};",
+        "    proxy_set_header X-Forwarded-Host $best_http_host;",
+        "    proxy_set_header X-Forwarded-Port $pass_server_port;",
+        "    proxy_set_header X-Forwarded-Proto $pass_access_scheme;",
+        "    proxy_set_header X-Scheme $pass_access_scheme;",
+        "    # The client is the last address in X-Forwarded-For that is not a trusted proxy",
+        "    # (proxy-real-ip-cidr); $realip_remote_addr keeps the connecting one.",
+        "    real_ip_header X-Forwarded-For;",
+        "    real_ip_recursive on;",
+        *(f"    set_real_ip_from {cidr};" for cidr in config.proxy_real_ip_cidr),
+        "    map $http_x_forwarded_proto $pass_access_scheme {",
+        "        default $http_x_forwarded_proto;",
+        "        '' $scheme;",
+        "    }",
+        "    map $http_x_forwarded_port $pass_server_port {",
+        "        default $http_x_forwarded_port;",
+        "        '' $server_port;",
+        "    }",
+        "    map $http_host $this_host {",
+        "        default $http_host;",
+        "        '' $host;",
+        "    }",
+        "    # The first X-Forwarded-Host (lua_ingress.lua parse_x_forwarded_host).",
+        "    map $http_x_forwarded_host $best_http_host {",
+        '        "~^(?<forwarded_host>[^,]+)" $forwarded_host;',
+        "        default $this_host;",
+        "    }",
+        "    # The host a redirect names, without a port (lua_ingress.lua redirect_host).",
+        "    map $best_http_host $redirect_host {",
+        '        "~^(?<redirect_name>[^:]*)" $redirect_name;',
+        "        default $best_http_host;",
+        "    }",
+    ]
+    if config.compute_full_forwarded_for:
+        lines += [
+            "    # compute-full-forwarded-for: the incoming X-Forwarded-For and the connecting address.",
+            "    map $http_x_forwarded_for $full_x_forwarded_for {",
+            '        default "$http_x_forwarded_for, $realip_remote_addr";',
+            "        '' $realip_remote_addr;",
+            "    }",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _head(config: IngressNginxConfig) -> str:
+    """The http block's head: _HEAD as it is, or with use-forwarded-headers' maps and headers."""
+    if not config.use_forwarded_headers:
+        return _HEAD
+    if _PLAIN_HEADERS not in _HEAD or _PLAIN_REDIRECT not in _HEAD:
+        raise AssertionError("_HEAD no longer holds the lines use-forwarded-headers replaces")
+    head = _HEAD.replace(_PLAIN_HEADERS, _forwarded_headers(config))
+    return head.replace(_PLAIN_REDIRECT, _FORWARDED_REDIRECT)
+
+
 def _proxy(loc: Location, upstream: str) -> str:
     """The lines that hand a request to ``upstream`` (a name, or a variable holding one)."""
     if loc.protocol in ("GRPC", "GRPCS"):
@@ -657,7 +287,13 @@ def _proxy(loc: Location, upstream: str) -> str:
 
 
 def _location(
-    out: _Text, server: Server, loc: Location, regex: bool, index: int, maps: list[tuple[str | None, str]]
+    out: _Text,
+    server: Server,
+    loc: Location,
+    regex: bool,
+    index: int,
+    maps: list[tuple[str | None, str]],
+    redirect_host: str = "$host",
 ) -> None:
     if regex:
         head = f'location ~* "^{loc.path}" {{'
@@ -684,7 +320,7 @@ def _location(
     if redirect and server.host != DEFAULT_SERVER:
         body += [
             "if ($redirect_to_https) {",
-            f"    return {HTTP_REDIRECT_CODE} https://$host$redirect_uri;",
+            f"    return {HTTP_REDIRECT_CODE} https://{redirect_host}$redirect_uri;",
             "}",
         ]
     if loc.allow:
@@ -737,7 +373,13 @@ def _location(
     out.add("}", owner, 2)
 
 
-def _server(out: _Text, server: Server, maps: list[tuple[str | None, str]], counter: list[int]) -> None:
+def _server(
+    out: _Text,
+    server: Server,
+    maps: list[tuple[str | None, str]],
+    counter: list[int],
+    redirect_host: str = "$host",
+) -> None:
     default = server.host == DEFAULT_SERVER
     out.add("", None, 1)
     out.add(f"## {'default server' if default else server.host}", None, 1)
@@ -754,10 +396,9 @@ def _server(out: _Text, server: Server, maps: list[tuple[str | None, str]], coun
     cert = server.certificate or DEFAULT_CERT
     out.add(f"ssl_certificate {cert};", server.tls_ingress, 2)
     out.add(f"ssl_certificate_key {cert};", server.tls_ingress, 2)
-    regex = _regex_server(server)
-    for loc in _order(server):
+    for loc in server.locations:  # already in NGINX order (controllers/ingress.py)
         counter[0] += 1
-        _location(out, server, loc, regex, counter[0], maps)
+        _location(out, server, loc, server.regex, counter[0], maps, redirect_host)
     out.add("}", None, 1)
 
 
@@ -792,59 +433,27 @@ _TAIL = f"""
 def render_ingress(plan: Plan, cluster: str, excluded: Mapping[str, str] | None = None) -> IngressConfig:
     """The cluster's nginx.conf. ``excluded`` maps Ingresses (``namespace/name``) to leave out to why
     (what ``nginx -t`` said about their lines); they are reported with reason ``InvalidConfig``."""
-    excluded = excluded or {}
-    objs = plan.resources.kube.get(cluster) or KubeObjects()
-    builder = _Builder(plan, cluster, objs)
-    mains: list[_Parsed] = []
-    canaries: list[_Parsed] = []
-    for (namespace, name), ing in objs.ingresses.items():
-        ref = f"{namespace}/{name}"
-        if not is_nginx_class(ing, objs):
-            continue
-        if ref in excluded:
-            builder.problems.append(IngressProblem(ref, "InvalidConfig", excluded[ref]))
-            continue
-        try:
-            parsed = _parse(ing, objs, builder.backends)
-        except Skip as skip:
-            builder.problems.append(IngressProblem(ref, skip.reason, skip.message))
-            continue
-        (canaries if parsed.canary else mains).append(parsed)
-    for parsed in [*mains, *canaries]:  # canaries attach to the main Ingresses, whatever their order
-        try:
-            builder.add(parsed)
-        except Skip as skip:
-            builder.problems.append(IngressProblem(parsed.ref, skip.reason, skip.message))
-    return _text(cluster, builder)
+    config = controller_config(plan.resources.kube.get(cluster) or KubeObjects())
+    return _text(ingress_routes(plan, cluster, excluded), config)
 
 
-def _text(cluster: str, builder: _Builder) -> IngressConfig:
+def _text(routes: IngressRoutes, config: IngressNginxConfig = DEFAULT_CONFIG) -> IngressConfig:
     out = _Text()
-    out.add(_HEAD)
+    out.add(_head(config))
+    redirect_host = "$redirect_host" if config.use_forwarded_headers else "$host"
     servers_text = _Text()
     maps: list[tuple[str | None, str]] = []
     counter = [0]
-    names = sorted(h for h in builder.servers if h != DEFAULT_SERVER)
-    for host in [DEFAULT_SERVER, *names]:
-        _server(servers_text, builder.servers[host], maps, counter)
-    used = sorted(
-        {
-            up.name: up
-            for server in builder.servers.values()
-            for loc in server.locations
-            for up in (loc.upstream, loc.canary.upstream if loc.canary else None)
-            if up is not None and up.servers
-        }.values(),
-        key=lambda u: u.name,
-    )
-    if any(loc.canary for s in builder.servers.values() for loc in s.locations):
+    for server in routes.servers:
+        _server(servers_text, server, maps, counter, redirect_host)
+    if routes.has_canary:
         out.add("", None, 1)
         out.add("# A canary's main backend without endpoints.", None, 1)
         out.add("upstream upstream-503 {", None, 1)
         out.add(f"server 127.0.0.1:{HEALTH_PORT + 1} max_fails=0;", None, 2)
         out.add("}", None, 1)
         out.add(f"server {{\n    listen 127.0.0.1:{HEALTH_PORT + 1};\n    return 503;\n}}", None, 1)
-    for upstream in used:
+    for upstream in routes.upstreams:
         _upstream(out, upstream)
     for owner, text in maps:
         out.add("", None, 1)
@@ -853,10 +462,10 @@ def _text(cluster: str, builder: _Builder) -> IngressConfig:
     out.owners += servers_text.owners
     out.add(_TAIL)
     return IngressConfig(
-        cluster=cluster,
+        cluster=routes.cluster,
         text="\n".join(out.lines) + "\n",
-        files=dict(sorted(builder.files.items())),
-        served=tuple(builder.served),
-        problems=tuple(builder.problems),
+        files=routes.files,
+        served=routes.served,
+        problems=routes.problems,
         line_owners=tuple(out.owners),
     )
