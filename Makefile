@@ -94,11 +94,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-# The pure tests share the two cores (a file stays on one worker: the NCA differential installs its
-# virtualenv once per file); the live ones run one at a time, as timing-sensitive probes want.
+# Two test files at a time, one per core (pytest-xdist): the live ones mostly wait on timers and
+# health windows, and each builds its own named emulation, so they share the machine without sharing
+# state. --durations says where the time goes.
 test: setup lint
-	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q -n 2 --dist loadfile tests/unit
-	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q tests/integration tests/e2e
+	ACKNET_SHARED=$(abspath $(SHARED)) $(VENV)/bin/pytest -q -n 2 --dist loadfile --durations=15 tests
 
 bench: setup
 	$(PY) bench/plan_scale.py

@@ -18,6 +18,7 @@ dependency) on first use.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import re
@@ -57,6 +58,16 @@ def nca_executable(venv_dir: Path = NCA_VENV, install: bool = True) -> tuple[Pat
         return nca, ""
     if not install:
         return None, f"{nca} is not installed"
+    # One installer at a time: every pytest-xdist worker imports the differential test, and two
+    # virtualenvs made in one folder at once fail ("Text file busy").
+    with open(venv_dir.with_name(venv_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if nca.exists():
+            return nca, ""
+        return _install_nca(venv_dir, nca)
+
+
+def _install_nca(venv_dir: Path, nca: Path) -> tuple[Path | None, str]:
     try:
         venv.create(venv_dir, with_pip=True)
         result = subprocess.run(

@@ -365,8 +365,9 @@ HOLD = textwrap.dedent(
     print(json.dumps(out))
     """
 )
-# Longer than two readings of the counts (WLC_INTERVAL 0.25 s) and a map load, on a busy host.
-GAP = 0.6
+# Longer than two readings of the counts (WLC_INTERVAL 0.25 s) and a map load, on a busy host (the
+# suite runs two test files at once on two cores).
+GAP = 1.0
 
 
 def hold(emu: Emu, *steps: str) -> list[dict[str, Any]]:
@@ -401,7 +402,8 @@ def test_wlc_sends_new_connections_to_the_backend_with_fewer(slb: Emu) -> None:
     weighted = hold(slb, *["open:84"] * 8)
     counts = Counter(o["to"] for o in weighted)
     assert counts["web-3"] == 0 and abs(counts["web-1"] - 6) <= 1, weighted
-    assert len(misplaced(weighted, {"web-1": 75, "web-2": 25})) <= 1, weighted
+    # Two misplaced of 8 at most: weighted steps hinge on every reading (wrr misplaces about half).
+    assert len(misplaced(weighted, {"web-1": 75, "web-2": 25})) <= 2, weighted
     print(
         f"wlc: equal weights {[o['to'] for o in opened]}, after closing web-1's "
         f"{[o['to'] for o in refill]}; 75:25 {dict(counts)}"

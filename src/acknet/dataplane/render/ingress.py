@@ -84,7 +84,8 @@ class _Text:
             self.owners.append(owner)
 
 
-_HEAD = """\
+# The http block's head, in three parts around what use-forwarded-headers changes (_head).
+_HEAD_TOP = """\
 # nginx.conf of the NGINX Ingress controller, rendered by acknet (dataplane/render/ingress.py).
 # Paths are relative to the controller pod's NGINX prefix (nginx -p) in the emulation's state folder.
 user root;
@@ -132,15 +133,8 @@ http {
     proxy_http_version 1.1;
     proxy_next_upstream error timeout;
     proxy_next_upstream_tries 3;
-    # What ingress-nginx tells the backends (nginx.tmpl; use-forwarded-headers false).
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Request-ID $req_id;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Host $host;
-    proxy_set_header X-Forwarded-Port $server_port;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Scheme $scheme;
+"""
+_HEAD_MIDDLE = """\
     proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $connection_upgrade;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -158,8 +152,8 @@ http {
         default $http_x_request_id;
         '' $request_id;
     }
-    # The HTTPS redirect: plain HTTP, not an ACME challenge (no-tls-redirect-locations).
-    map "$scheme:$request_uri" $redirect_to_https {
+"""
+_HEAD_TAIL = """\
         "~^http:/\\.well-known/acme-challenge" 0;
         "~^http:" 1;
         default 0;
@@ -251,13 +245,10 @@ def _forwarded_headers(config: IngressNginxConfig) -> str:
 
 
 def _head(config: IngressNginxConfig) -> str:
-    """The http block's head: _HEAD as it is, or with use-forwarded-headers' maps and headers."""
+    """The http block's head, with use-forwarded-headers' maps and headers when it is on."""
     if not config.use_forwarded_headers:
-        return _HEAD
-    if _PLAIN_HEADERS not in _HEAD or _PLAIN_REDIRECT not in _HEAD:
-        raise AssertionError("_HEAD no longer holds the lines use-forwarded-headers replaces")
-    head = _HEAD.replace(_PLAIN_HEADERS, _forwarded_headers(config))
-    return head.replace(_PLAIN_REDIRECT, _FORWARDED_REDIRECT)
+        return _HEAD_TOP + _PLAIN_HEADERS + _HEAD_MIDDLE + _PLAIN_REDIRECT + _HEAD_TAIL
+    return _HEAD_TOP + _forwarded_headers(config) + _HEAD_MIDDLE + _FORWARDED_REDIRECT + _HEAD_TAIL
 
 
 def _proxy(loc: Location, upstream: str) -> str:
